@@ -1,0 +1,68 @@
+"""The model seam: every model is a `SequenceModel` driven one step at a time.
+
+State is an explicit value (a tensor, a tuple or a dataclass of tensors), never a module
+attribute, so free-running generation and the forcing trainers can drive `step` themselves.
+`forward` loops over `step` by default; a model may override it with a fused kernel as long as
+it gives the same outputs.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from memrepro.tasks.base import check_positive
+
+State = Any
+
+
+class SequenceModel(nn.Module):
+    """Maps inputs [B, T, I] to outputs [B, T, O] (logits or values, per the task's output kind)."""
+
+    def __init__(self, input_size: int, output_size: int):
+        super().__init__()
+        check_positive("model.input_size", input_size)
+        check_positive("model.output_size", output_size)
+        self.input_size = input_size
+        self.output_size = output_size
+
+    def initial_state(self, batch_size: int) -> State:
+        raise NotImplementedError  # abstract
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One time step: x_t [B, I] -> (y_t [B, O], next state)."""
+        raise NotImplementedError  # abstract
+
+    def forward(self, x: Tensor, state: State = None, return_states: bool = False):
+        """Run a whole sequence. With ``return_states`` also return the list of states after each
+        step (for plots of memory contents and head weights)."""
+        if state is None:
+            state = self.initial_state(x.shape[0])
+        outputs, states = [], []
+        for t in range(x.shape[1]):
+            y, state = self.step(x[:, t], state)
+            outputs.append(y)
+            if return_states:
+                states.append(state)
+        y = torch.stack(outputs, dim=1)
+        return (y, states) if return_states else y
+
+    def extra_loss(self) -> Tensor | float:
+        """Regularisers added to the task loss (e.g. SMANN's L1 mask penalty)."""
+        return 0.0
+
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars logged beside the metrics (e.g. a memory access rate)."""
+        return {}
+
+    def trace(self, state: State) -> dict[str, Tensor]:
+        """Named tensors of one state for the memory figure (memory, read/write weights)."""
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
