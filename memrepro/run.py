@@ -64,6 +64,8 @@ def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
     }
     try:
         task, model, trainer = build(cfg)
+        summary.setdefault("model", type(model).__name__.lower())
+        summary.setdefault("task", type(task).__name__.lower())
         summary.update(parameters=model.num_parameters(), model_class=type(model).__name__, task_class=type(task).__name__,
                        input_size=task.input_size, output_size=task.output_size, output_kind=task.output_kind)
         _check_resume_config(cfg, run_dir)

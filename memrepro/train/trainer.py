@@ -128,7 +128,7 @@ class Trainer:
             at_epoch_end = self.splits is not None and self.state.epoch_pos == 0
             if self.state.step % self.eval_every == 0 or at_epoch_end or self.state.step == total:
                 row = self._evaluate()
-                bar.set_postfix(loss=f"{row['train_loss']:.4g}", **{self._key(): f"{row[self._key()]:.4g}"})
+                bar.set_postfix(loss=f"{row.get('train_loss', math.nan):.4g}", **{self._key(): f"{row[self._key()]:.4g}"})
                 stop = self._advance(row)
             if self.state.step % self.checkpoint_every == 0 or stop or self.state.step == total:
                 self._checkpoint()
