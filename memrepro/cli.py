@@ -5,7 +5,6 @@ naming the problem (and nothing is written): Hydra's own messages run over sever
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
-from memrepro.run import run
+from memrepro.run import CONFIG, build, check_resume_config, run
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
 GROUP_KEYS = {*GROUPS, "hydra/launcher"}
@@ -62,8 +61,11 @@ def check_overrides(args: list[str]) -> None:
         raise
     except Exception as e:
         raise ConfigError(_one_line(e)) from None
-    if cfg.run_dir is not None:  # Hydra would write .hydra/ into it before our checks run
+    build(cfg)  # every constructor validates its arguments: fail before Hydra creates a folder
+    if cfg.run_dir is not None:  # Hydra would write .hydra/ into it before run() checks it
         io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
+        if cfg.resume:
+            check_resume_config(cfg, Path(cfg.run_dir))
 
 
 def _one_line(error: Exception) -> str:
@@ -97,8 +99,6 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         summary = run(cfg, run_dir, meta)
     except MemreproError as e:
         if not multirun:
-            if not cfg.resume:
-                clean_empty_run_dir(run_dir)
             fail(e)
         print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {e}", file=sys.stderr)
         return None
@@ -125,7 +125,7 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
         return None
     if (run_dir / io.CHECKPOINT).exists():
         return cfg
-    for name in (io.SUMMARY, io.METRICS, io.TIMING, "config.yaml"):
+    for name in (io.SUMMARY, io.METRICS, io.TIMING, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
     return _with(cfg, resume=False)
 
@@ -150,12 +150,6 @@ def print_summary(summary: dict, run_dir: Path) -> None:
         f"  run folder: {run_dir}\n"
         + "".join(f"  {name}: {run_dir / name}\n" for name in [io.SUMMARY, *summary.get("figures", [])] if (run_dir / name).exists())
     )
-
-
-def clean_empty_run_dir(path: Path) -> None:
-    """Remove a folder that holds nothing but Hydra's record (a run that failed before training)."""
-    if path.is_dir() and {p.name for p in path.iterdir()} <= {".hydra", "cli.log", "memrepro.log"}:
-        shutil.rmtree(path)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from memrepro.results import io
 
 # settings that do not change what is computed: excluded when comparing a resumed run's config
 RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots")
+CONFIG = "config.yaml"  # the resolved config of a run, which a resume must match
 
 
 def build(cfg: DictConfig, seed: int | None = None):
@@ -68,15 +69,17 @@ def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
         summary.setdefault("task", type(task).__name__.lower())
         summary.update(parameters=model.num_parameters(), model_class=type(model).__name__, task_class=type(task).__name__,
                        input_size=task.input_size, output_size=task.output_size, output_kind=task.output_kind)
-        _check_resume_config(cfg, run_dir)
+        if cfg.resume:
+            check_resume_config(cfg, run_dir)
+        else:
+            OmegaConf.save(resolved_config(cfg), run_dir / CONFIG)
         io.write_json(run_dir / io.SUMMARY, summary)
         summary.update(trainer.fit(model, task, run_dir, seed=cfg.seed, resume=cfg.resume, device=device))
         summary["status"] = "completed" if not summary.get("solved_at") else "solved"
     except BaseException as e:
         summary["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         summary["error"] = str(e) if isinstance(e, MemreproError) else traceback.format_exception_only(type(e), e)[-1].strip()
-        if (run_dir / io.SUMMARY).exists() or not isinstance(e, ConfigError):
-            io.write_json(run_dir / io.SUMMARY, summary)
+        io.write_json(run_dir / io.SUMMARY, summary)
         raise
     summary["wall_seconds"] = round(time.time() - started, 2)
     io.write_json(run_dir / io.SUMMARY, summary)
@@ -97,19 +100,23 @@ def _check_device(name: str) -> torch.device:
     return device
 
 
-def _check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
-    """A run resumes only with the settings it started with; anything else would mix two runs."""
-    config_file = run_dir / "config.yaml"
-    current = OmegaConf.to_container(cfg, resolve=True)
+def resolved_config(cfg: DictConfig) -> dict:
+    """The config as plain data, without the settings that do not change what is computed."""
+    config = OmegaConf.to_container(cfg, resolve=True)
     for key in RUNTIME_KEYS:
-        current.pop(key, None)
-    if cfg.resume and config_file.exists():
-        before = OmegaConf.to_container(OmegaConf.load(config_file))
-        if before != current:
-            changed = sorted(_diff(before, current))
+        config.pop(key, None)
+    config.get("trainer", {}).pop("progress", None)
+    return config
+
+
+def check_resume_config(cfg: DictConfig, run_dir: Path) -> None:
+    """A run resumes only with the settings it started with; anything else would mix two runs."""
+    config_file = run_dir / CONFIG
+    if config_file.exists():
+        before, now = OmegaConf.to_container(OmegaConf.load(config_file)), resolved_config(cfg)
+        if before != now:
+            changed = sorted(_diff(before, now))
             raise ConfigError(f"resume=true with settings that differ from the run's own ({', '.join(changed[:5])}): resume with the same overrides")
-    elif not cfg.resume:
-        OmegaConf.save(current, config_file)
 
 
 def _diff(a, b, prefix="") -> list[str]:
