@@ -81,6 +81,10 @@ class Trainer:
         for name, rule in [("early_stop", early_stop), ("curriculum", curriculum)]:
             if rule is not None and not (("metric" in rule and "value" in rule) or "every" in rule):
                 raise ConfigError(f"trainer.{name}={dict(rule)}: give {{metric: <name>, value: <threshold>}}" + (" or {every: <updates>}" if name == "curriculum" else ""))
+        try:  # a wrong optimizer setting should fail now, not after the data is built
+            optimizer([torch.zeros(1, requires_grad=True)])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"trainer.optimizer: {e}") from None
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.batch_size, self.steps, self.epochs = batch_size, steps, epochs
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
