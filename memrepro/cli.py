@@ -1,4 +1,4 @@
-"""`memrepro`: the command line. A thin Hydra wrapper around `memrepro.run.run`.
+"""`memrepro`: the command line. A thin Hydra wrapper around `memrepro.run.run_seeds`.
 
 Before Hydra starts, the overrides are checked so that a wrong name or value ends in one line
 naming the problem (and nothing is written): Hydra's own messages run over several lines.
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
-from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run
+from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run_seeds, seed_runs, with_values
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
 GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks those names itself
@@ -67,10 +67,11 @@ def check_overrides(args: list[str]) -> None:
     check_runtime(cfg)
     build(cfg)  # every constructor validates its arguments
     if cfg.run_dir is not None:
-        io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
-        if cfg.resume:
-            check_resume_config(cfg, Path(cfg.run_dir))
-            io.load_checkpoint(Path(cfg.run_dir) / io.CHECKPOINT)
+        for seed_cfg, folder in seed_runs(cfg, cfg.run_dir):
+            io.prepare_run_dir(folder, cfg.resume)
+            if cfg.resume:
+                check_resume_config(seed_cfg, folder)
+                io.load_checkpoint(folder / io.CHECKPOINT)
 
 
 def _check_output_root(parsed) -> None:
@@ -107,12 +108,8 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         "experiment": choices.get("experiment"),
         "overrides": list(hc.overrides.task),
     }
-    if multirun:
-        cfg = _sweep_job_mode(cfg, run_dir)
-        if cfg is None:
-            return io.read_summary(run_dir)
     try:
-        summary = run(cfg, run_dir, meta)
+        summaries = run_seeds(cfg, run_dir, meta, job_mode=_sweep_job_mode if multirun else None)
     except MemreproError as e:
         if not multirun:
             fail(e)
@@ -124,8 +121,9 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         # One failing job must not take the sweep down: it is recorded in its summary.json.
         print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
-    print_summary(summary, run_dir)
-    return summary
+    for (_, folder), summary in zip(seed_runs(cfg, run_dir), summaries):
+        print_summary(summary, folder)
+    return summaries[0] if len(summaries) == 1 else summaries
 
 
 def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
@@ -133,7 +131,7 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
     skipped (None), interrupted ones continue from their checkpoint, failed ones start again."""
     previous = io.read_summary(run_dir)
     if previous is None and not (run_dir / io.CHECKPOINT).exists():
-        return _with(cfg, resume=False)
+        return with_values(cfg, resume=False)
     if not cfg.resume:
         return cfg  # prepare_run_dir refuses to overwrite it, with the reason
     if previous and previous.get("status") in ("completed", "solved"):
@@ -143,14 +141,7 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
         return cfg
     for name in (io.SUMMARY, io.METRICS, io.TIMING, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
-    return _with(cfg, resume=False)
-
-
-def _with(cfg: DictConfig, **values) -> DictConfig:
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.update(values)
-    return cfg
+    return with_values(cfg, resume=False)
 
 
 def print_summary(summary: dict, run_dir: Path) -> None:

@@ -1,0 +1,140 @@
+"""Several seeds of one configuration trained in one process, in lockstep (``trainer.parallel_seeds``).
+
+Each seed is a *lane*: its own `Trainer` (optimizer and scheduler state, clipping, data generator,
+evaluation sets, curriculum, early stop, checkpoints, metrics log) and its own model, in its own run
+folder. Only the forward pass is shared. The lanes' parameters are stacked with `torch.stack`
+(differentiable, so the gradient flows back to every lane's own leaf tensors) and the model runs
+once under `torch.vmap` over the seed axis: a small recurrent model pays its per-step Python and
+dispatch overhead once for all seeds instead of once per seed. The lanes do not mix, so the
+backward pass of the summed losses gives each lane the gradient of its own loss; then each lane
+clips and steps exactly as `Trainer._update` does. Hence the same metrics as separate runs, up to
+float rounding (batched kernels sum in a different order).
+
+* Batches of different lengths (curricula, variable-length tasks) are padded at the end with
+  unscored steps; the outputs of a causal model on the real steps do not change.
+* A model that vmap cannot run (PyTorch's fused LSTM/GRU kernels have no batching rule; Python
+  control flow on tensor values) runs its lanes one after another inside the step instead: the
+  same results, without the speed-up. The first update decides; the summary records which.
+* Randomness inside the model (dropout) is drawn per lane under vmap, so such a model matches
+  separate runs in distribution, not value.
+* ``extra_loss()`` is taken from each lane's own module, so it must depend on the parameters only
+  (as the seam says: regularisers), not on values a forward pass left on the module.
+* A lane that fails (a non-finite loss) or stops early leaves the lockstep; the others go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from memrepro.errors import MemreproError
+from memrepro.tasks.base import Batch, Task
+from memrepro.train.trainer import Trainer
+
+
+@dataclass
+class Lane:
+    """One seed's run inside a parallel job."""
+
+    trainer: Trainer
+    model: torch.nn.Module
+    task: Task
+    run_dir: Path
+    seed: int
+    resume: bool = False
+    result: dict | None = None  # what `Trainer.fit` would have returned
+    error: MemreproError | None = None  # why this lane stopped (the others went on)
+
+    @property
+    def running(self) -> bool:
+        return self.result is None and self.error is None
+
+    def call(self, method, *args):
+        """A lane's own step; a user-facing error ends this lane only."""
+        try:
+            return method(*args)
+        except MemreproError as e:
+            self.error = e
+
+
+class StackedForward:
+    """The lanes' models as one batched call over a leading seed axis."""
+
+    def __init__(self):
+        self.vmap_error: str | None = None  # why vmap cannot run this model (lanes then run in turn)
+        self.decided = False
+
+    @property
+    def vectorised(self) -> bool:
+        return self.vmap_error is None
+
+    def __call__(self, models: list[torch.nn.Module], batches: list[Batch]) -> list[Tensor]:
+        if self.vectorised:
+            try:
+                outputs = self._vmapped(models, batches)
+                self.decided = True
+                return outputs
+            except Exception as e:  # the first update decides; later failures are real errors
+                if self.decided:
+                    raise
+                self.vmap_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+                self.decided = True
+        return [m(b.inputs) for m, b in zip(models, batches)]
+
+    @staticmethod
+    def _vmapped(models, batches) -> list[Tensor]:
+        template = models[0]
+        inputs = Batch.cat(batches).inputs  # padded to the longest lane
+        inputs = inputs.view(len(models), -1, *inputs.shape[1:])
+        params = {name: torch.stack(p) for name, *p in zip(dict(template.named_parameters()), *(m.parameters() for m in models))}
+        buffers = {name: torch.stack(b) for name, *b in zip(dict(template.named_buffers()), *(m.buffers() for m in models))}
+
+        def one(p, b, x):
+            return functional_call(template, (p, b), (x,))
+
+        outputs = torch.vmap(one, randomness="different")(params, buffers, inputs)
+        return [y[:, : b.inputs.shape[1]] for y, b in zip(outputs, batches)]
+
+
+def fit_parallel(lanes: list[Lane], device="cpu", progress: bool = True) -> StackedForward:
+    """Train every lane to its end (as `Trainer.fit` would); fills ``lane.result`` or
+    ``lane.error``. Errors that are not a lane's own (bugs, interrupts) propagate."""
+    for lane in lanes:
+        lane.call(lane.trainer.start, lane.model, lane.task, lane.run_dir, lane.seed, lane.resume, device)
+    forward = StackedForward()
+    running = [lane for lane in lanes if lane.running]
+    steps = [lane.trainer.state.step for lane in running]
+    bar = tqdm(total=max((lane.trainer.total for lane in running), default=0), initial=min(steps, default=0), disable=not progress,
+               desc=f"{type(lanes[0].model).__name__}/{type(lanes[0].task).__name__} ×{len(lanes)}", dynamic_ncols=True, leave=False)
+    while running:
+        for lane in running:
+            if lane.trainer.done:
+                lane.result = lane.call(lane.trainer._final)
+        running = [lane for lane in running if lane.running]
+        if not running:
+            break
+        _update(running, forward)
+        bar.update(1)
+        for lane in running:
+            if lane.running:
+                lane.call(lane.trainer.after_update)
+        running = [lane for lane in running if lane.running]
+    bar.close()
+    return forward
+
+
+def _update(lanes: list[Lane], forward: StackedForward) -> None:
+    """`Trainer._update` for all lanes at once: one forward, one backward, per-lane steps."""
+    batches = [lane.trainer._next_batch() for lane in lanes]
+    for lane in lanes:
+        lane.model.train()
+        lane.trainer.optimizer.zero_grad(set_to_none=True)
+    outputs = forward([lane.model for lane in lanes], batches)
+    losses = [lane.trainer._loss(y, b) for lane, y, b in zip(lanes, outputs, batches)]
+    sum(total for _, _, total in losses).backward()
+    for lane, batch, (loss, metrics, total) in zip(lanes, batches, losses):
+        lane.call(lane.trainer._apply, batch, loss, total, metrics)

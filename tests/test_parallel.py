@@ -1,0 +1,142 @@
+"""Parallel seeds: k seeds trained in lockstep in one process give each seed the metrics of its
+own sequential run (up to float rounding), with per-seed clipping, data, early stop and failure."""
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from memrepro.models.base import SequenceModel
+from memrepro.models.recurrent import LSTM
+from memrepro.results import io
+from memrepro.tasks.base import Batch, Task
+from memrepro.train.parallel import Lane, fit_parallel
+from memrepro.train.trainer import Trainer
+
+
+class Delay(Task):
+    """Output the input bit from ``lag`` steps earlier; with ``lengths`` each batch draws its
+    length, so lanes of a parallel job see batches of different lengths."""
+
+    input_size, output_size, output_kind = 1, 1, "bits"
+
+    def __init__(self, lengths=(8, 8), lag=2, **kw):
+        super().__init__(**kw)
+        self.lengths, self.lag = lengths, lag
+
+    def sample(self, batch_size, generator):
+        T = int(torch.randint(self.lengths[0], self.lengths[1] + 1, (1,), generator=generator))
+        x = torch.randint(0, 2, (batch_size, T, 1), generator=generator).float()
+        y = torch.zeros_like(x)
+        y[:, self.lag :] = x[:, : -self.lag]
+        mask = torch.ones(batch_size, T)
+        mask[:, : self.lag] = 0
+        return Batch(x, y, mask)
+
+
+class StepRNN(SequenceModel):
+    """An Elman RNN written step by step (the default `forward` loop), as the memory models are:
+    torch.vmap runs it over the seed axis."""
+
+    def __init__(self, input_size, output_size, hidden_size=16):
+        super().__init__(input_size, output_size)
+        self.cell = nn.Linear(input_size + hidden_size, hidden_size)
+        self.readout = nn.Linear(hidden_size, output_size)
+        self.hidden_size = hidden_size
+
+    def initial_state(self, batch_size):
+        return torch.zeros(batch_size, self.hidden_size)
+
+    def step(self, x_t, h):
+        h = torch.tanh(self.cell(torch.cat([x_t, h], dim=-1)))
+        return self.readout(h), h
+
+
+def trainer(**kw):
+    args = dict(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), batch_size=8, steps=40, eval_every=10, checkpoint_every=20, clip_norm=0.5, progress=False)
+    return Trainer(**{**args, **kw})
+
+
+def make(model_cls, seed):
+    torch.manual_seed(seed)
+    return model_cls(1, 1, hidden_size=16)
+
+
+def sequential(tmp_path, model_cls, seeds, task_kw, **trainer_kw):
+    results = {}
+    for s in seeds:
+        folder = tmp_path / f"seq/seed={s}"
+        folder.mkdir(parents=True)
+        results[s] = trainer(**trainer_kw).fit(make(model_cls, s), Delay(**task_kw), folder, seed=s)
+    return results
+
+
+def parallel(tmp_path, model_cls, seeds, task_kw, **trainer_kw):
+    lanes = []
+    for s in seeds:
+        folder = tmp_path / f"par/seed={s}"
+        folder.mkdir(parents=True)
+        lanes.append(Lane(trainer(**trainer_kw), make(model_cls, s), Delay(**task_kw), folder, s))
+    forward = fit_parallel(lanes, progress=False)
+    return lanes, forward
+
+
+def metrics(tmp_path, mode, seed):
+    return pd.read_csv(tmp_path / f"{mode}/seed={seed}" / io.METRICS)
+
+
+@pytest.mark.parametrize("model_cls, vectorised", [(LSTM, False), (StepRNN, True)])
+def test_parallel_seeds_match_sequential_runs(tmp_path, model_cls, vectorised):
+    seeds, task_kw = [0, 1, 2], dict(lengths=(4, 10), eval_size=32)
+    seq = sequential(tmp_path, model_cls, seeds, task_kw)
+    lanes, forward = parallel(tmp_path, model_cls, seeds, task_kw)
+    assert forward.vectorised is vectorised  # fused nn.LSTM has no vmap rule: lanes run in turn
+    for lane in lanes:
+        a, b = metrics(tmp_path, "seq", lane.seed), metrics(tmp_path, "par", lane.seed)
+        pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+        assert lane.result["final"] == pytest.approx(seq[lane.seed]["final"], rel=1e-4, abs=1e-5)
+        assert lane.result["sequences"] == 40 * 8
+    # the seeds really differ: different data and initialisation
+    finals = [metrics(tmp_path, "par", s)["eval_loss"].iloc[-1] for s in seeds]
+    assert len(set(finals)) == 3
+
+
+def test_lanes_have_their_own_optimizer_state_and_checkpoints(tmp_path):
+    lanes, _ = parallel(tmp_path, StepRNN, [3, 4], dict(eval_size=8), steps=20)
+    for lane in lanes:
+        ckpt = io.load_checkpoint(lane.run_dir / io.CHECKPOINT)
+        state = ckpt["optimizer"]["state"]
+        assert all(int(v["step"]) == 20 for v in state.values())
+        params = dict(lane.model.named_parameters())
+        assert torch.equal(ckpt["model"]["cell.weight"], params["cell.weight"].detach())
+    w3, w4 = (io.load_checkpoint(lane.run_dir / io.CHECKPOINT)["model"]["cell.weight"] for lane in lanes)
+    assert not torch.allclose(w3, w4)
+
+
+def test_a_lane_stopping_early_leaves_the_others_running(tmp_path):
+    seeds = [0, 1]
+    # seed 0's threshold is never met, seed 1's at the first evaluation
+    lanes = []
+    for s, value in zip(seeds, [-1.0, 1e9]):
+        folder = tmp_path / f"seed={s}"
+        folder.mkdir()
+        t = trainer(steps=40, early_stop={"metric": "eval_bit_errors", "value": value})
+        lanes.append(Lane(t, make(StepRNN, s), Delay(eval_size=8), folder, s))
+    fit_parallel(lanes, progress=False)
+    assert lanes[0].result["steps"] == 40 and lanes[0].result["solved_at"] is None
+    assert lanes[1].result["steps"] == 10 and lanes[1].result["solved_at"]["step"] == 10
+
+
+def test_a_diverging_lane_fails_alone(tmp_path):
+    lanes = []
+    for s in [0, 1]:
+        folder = tmp_path / f"seed={s}"
+        folder.mkdir()
+        lanes.append(Lane(trainer(), make(StepRNN, s), Delay(eval_size=8), folder, s))
+    with torch.no_grad():
+        lanes[1].model.readout.bias.fill_(math.nan)  # seed 1's outputs, and only its, are NaN
+    fit_parallel(lanes, progress=False)
+    assert lanes[0].result["steps"] == 40 and lanes[0].error is None
+    assert lanes[1].result is None and "non-finite loss at step 1" in str(lanes[1].error)
+    assert math.isfinite(lanes[0].result["final"]["eval_loss"])
