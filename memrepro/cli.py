@@ -29,15 +29,42 @@ def main() -> None:
     args = sys.argv[1:]
     if not HYDRA_FLAGS_WITHOUT_RUN & set(args):
         try:
+            args = group_seed_sweep(args)
             check_overrides(args)
         except MemreproError as e:
             fail(e)
+        sys.argv[1:] = args
     _hydra_main()
 
 
 def fail(error: Exception) -> None:
     print(f"memrepro: error: {error}", file=sys.stderr)
     sys.exit(2)
+
+
+def group_seed_sweep(args: list[str]) -> list[str]:
+    """A sweep with ``trainer.parallel_seeds=k`` over ``seed=0,1,…`` runs one job per k consecutive
+    seeds: ``seed=0,…,9 trainer.parallel_seeds=5`` becomes ``seed=0,5``, and each job trains its
+    seeds in lockstep (``<job folder>/seed=<s>/``). Fewer seeds than k: one job with all of them."""
+    if "-m" not in args and "--multirun" not in args:
+        return args
+    try:
+        parsed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])}
+    except Exception:
+        return args  # check_overrides reports it
+    seed, k = parsed.get("seed"), parsed.get("trainer.parallel_seeds")
+    if seed is None or k is None or not seed.is_sweep_override() or k.is_sweep_override() or not isinstance(k.value(), int) or k.value() <= 1:
+        return args
+    seeds = sorted(seed.sweep_iterator())
+    if not all(isinstance(s, int) for s in seeds):
+        return args  # check_runtime reports it
+    asked = k.value()
+    k = min(asked, len(seeds))
+    groups = [seeds[i : i + k] for i in range(0, len(seeds), k)]
+    if len(seeds) % k or any(g != list(range(g[0], g[0] + k)) for g in groups):
+        raise ConfigError(f"trainer.parallel_seeds={asked} with {seed.input_line}: a job trains k consecutive seeds; sweep consecutive seeds, a multiple of k of them")
+    replaced = {seed.input_line: f"seed={','.join(str(g[0]) for g in groups)}", parsed["trainer.parallel_seeds"].input_line: f"trainer.parallel_seeds={k}"}
+    return [replaced.get(a, a) for a in args]
 
 
 def check_overrides(args: list[str]) -> None:

@@ -197,7 +197,7 @@ def _seed_meta(meta: dict | None, seed: int) -> dict:
     """The CLI's record of a job, as a separate run of ``seed`` would have it."""
     meta = dict(meta or {})
     if "overrides" in meta:
-        meta["overrides"] = [o for o in meta["overrides"] if o.split("=", 1)[0].lstrip("+~") != "seed"] + [f"seed={seed}"]
+        meta["overrides"] = [o for o in meta["overrides"] if o.split("=", 1)[0].lstrip("+~") not in ("seed", "trainer.parallel_seeds")] + [f"seed={seed}"]
     return meta
 
 

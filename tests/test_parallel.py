@@ -1,15 +1,22 @@
 """Parallel seeds: k seeds trained in lockstep in one process give each seed the metrics of its
 own sequential run (up to float rounding), with per-seed clipping, data, early stop and failure."""
+import json
 import math
+import re
 
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from conftest import SMOKE, run_cli, smoke_cfg
+from memrepro.cli import group_seed_sweep
+from memrepro.errors import ConfigError
 from memrepro.models.base import SequenceModel
 from memrepro.models.recurrent import LSTM
 from memrepro.results import io
+from memrepro.results.report import report
+from memrepro.run import run, run_seeds
 from memrepro.tasks.base import Batch, Task
 from memrepro.train.parallel import Lane, fit_parallel
 from memrepro.train.trainer import Trainer
@@ -140,3 +147,45 @@ def test_a_diverging_lane_fails_alone(tmp_path):
     assert lanes[0].result["steps"] == 40 and lanes[0].error is None
     assert lanes[1].result is None and "non-finite loss at step 1" in str(lanes[1].error)
     assert math.isfinite(lanes[0].result["final"]["eval_loss"])
+
+
+# --- run folders of a parallel job, and a sweep over seeds ----------------------------------------
+COPY = ["model=lstm", "task=copy", "model.hidden_size=8", "task.lengths=[1,4]", "task.eval_lengths=[6]", *SMOKE, "trainer.steps=30", "trainer.eval_every=10"]
+
+
+def test_parallel_job_writes_the_run_folders_of_separate_runs(tmp_path):
+    summaries = run_seeds(smoke_cfg(*COPY, "trainer.parallel_seeds=2", "seed=3"), tmp_path / "par", {"overrides": ["seed=3", "trainer.parallel_seeds=2"]})
+    assert [s["seed"] for s in summaries] == [3, 4]
+    alone = run(smoke_cfg(*COPY, "seed=4"), tmp_path / "seq", {"overrides": ["seed=4"]})
+    lane, seq = tmp_path / "par/seed=4", tmp_path / "seq"
+    pd.testing.assert_frame_equal(pd.read_csv(lane / io.METRICS), pd.read_csv(seq / io.METRICS), rtol=1e-4)
+    assert (lane / "config.yaml").read_text() == (seq / "config.yaml").read_text()
+    summary = json.loads((lane / io.SUMMARY).read_text())
+    assert summary["status"] == "completed" and summary["parallel"]["seeds"] == [3, 4] and summary["overrides"] == ["seed=4"]
+    assert summary["final"] == pytest.approx(alone["final"], rel=1e-4)
+    with pytest.raises(ConfigError, match="seed=3 already holds a run"):
+        run_seeds(smoke_cfg(*COPY, "trainer.parallel_seeds=2", "seed=3"), tmp_path / "par")
+
+
+def test_sweep_over_seeds_groups_them_into_parallel_jobs(tmp_path):
+    proc = run_cli(["-m", *COPY, "seed=0,1,2,3", "trainer.parallel_seeds=2", "hydra.sweep.dir=s"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted((re.search(r"(?:^|,)seed=(\d+)", p.parent.parent.name)[1], p.parent.name) for p in (tmp_path / "s").rglob(io.SUMMARY))
+    assert runs == [("0", "seed=0"), ("0", "seed=1"), ("2", "seed=2"), ("2", "seed=3")]  # job folder, seed folder
+    table = pd.read_csv(report(tmp_path / "s")["cells_csv"])
+    assert list(table["cell"]) == ["lstm"] and list(table["n"]) == [4]
+
+
+@pytest.mark.parametrize("args, grouped", [
+    (["-m", "seed=0,1,2,3", "trainer.parallel_seeds=2"], ["-m", "seed=0,2", "trainer.parallel_seeds=2"]),
+    (["-m", "seed=range(3)", "trainer.parallel_seeds=5"], ["-m", "seed=0", "trainer.parallel_seeds=3"]),
+    (["seed=1", "trainer.parallel_seeds=5"], ["seed=1", "trainer.parallel_seeds=5"]),  # one job: seeds 1-5
+])
+def test_seed_sweep_grouping(args, grouped):
+    assert group_seed_sweep(args) == grouped
+
+
+@pytest.mark.parametrize("seeds", ["seed=0,2", "seed=0,1,2"])
+def test_seed_groups_must_be_consecutive_and_whole(seeds):
+    with pytest.raises(ConfigError, match="trainer.parallel_seeds=2 .*consecutive"):
+        group_seed_sweep(["-m", seeds, "trainer.parallel_seeds=2"])
