@@ -35,8 +35,8 @@ test: install ## Set up and run the test suite (< 10 min on 2 cores)
 test-full: install ## All tests, the slow learning tests included
 	$(BIN)/python -m pytest
 
-bench: install ## Throughput and time-to-solve benchmarks (figures kept in docs/benchmarks.md)
-	$(BIN)/python scripts/bench.py
+bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"; docs/benchmarks.md)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 (re-running skips finished jobs)
 	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER)
