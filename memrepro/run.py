@@ -104,7 +104,7 @@ def run_seeds(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None, jo
             forward = fit_parallel(lanes, device, progress=cfg.trainer.progress)
             for r, lane in zip(records, lanes):
                 r.result, r.error = lane.result, lane.error
-                r.summary["parallel"] = {"seeds": seeds, "vectorised": forward.vectorised, **({"vmap_error": forward.vmap_error} if forward.vmap_error else {})}
+                r.summary["parallel"] = {"seeds": seeds, "strategy": forward.strategy, "not_used": forward.notes}
     except BaseException as e:
         for r in records:
             if r.result is None:

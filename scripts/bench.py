@@ -186,7 +186,7 @@ def parallel(spec: dict) -> dict:
     parallel_s = time.perf_counter() - start
     diff = max((pd.read_csv(root / f"seq{s}" / io.METRICS) - pd.read_csv(root / f"par{s}" / io.METRICS)).abs().max().max() for s in seeds)
     return {"sequential_s": sequential_s, "parallel_s": parallel_s, "speedup": sequential_s / parallel_s, "max_diff": float(diff),
-            "vectorised": forward.vectorised}
+            "strategy": forward.strategy}
 
 
 def solve(spec: dict) -> dict:
@@ -319,7 +319,7 @@ def report_line(figures: dict, previous: dict, name: str, result: dict, keys=("s
         cells.append(f"{key} {value:.4g}{was}")
     extra = f"  params {result['parameters']:,}" if "parameters" in result else ""
     extra += f"  spread {result['spread']:.0%}" if "spread" in result else ""
-    extra += f"  vectorised {result['vectorised']}" if "vectorised" in result else ""
+    extra += f"  strategy {result['strategy']}" if "strategy" in result else ""
     print(f"{name:24s} " + "  ".join(cells) + extra, flush=True)
 
 

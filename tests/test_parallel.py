@@ -43,8 +43,8 @@ class Delay(Task):
 
 
 class StepRNN(SequenceModel):
-    """An Elman RNN written step by step (the default `forward` loop), as the memory models are:
-    torch.vmap runs it over the seed axis."""
+    """An Elman RNN written step by step (the default `forward` loop), as the memory models are.
+    Its parameters all sit in nn.Linear layers: the seeds fold into the batch axis."""
 
     def __init__(self, input_size, output_size, hidden_size=16):
         super().__init__(input_size, output_size)
@@ -58,6 +58,44 @@ class StepRNN(SequenceModel):
     def step(self, x_t, h):
         h = torch.tanh(self.cell(torch.cat([x_t, h], dim=-1)))
         return self.readout(h), h
+
+
+class LearnedStart(StepRNN):
+    """A trained initial state outside any layer: cannot fold, so torch.vmap runs the seeds."""
+
+    def __init__(self, input_size, output_size, hidden_size=16):
+        super().__init__(input_size, output_size, hidden_size)
+        self.h0 = nn.Parameter(torch.randn(hidden_size) * 0.1)
+
+    def initial_state(self, batch_size):
+        return self.h0.expand(batch_size, -1)
+
+
+class TimeFirst(StepRNN):
+    """Applies its readout to a time-first stack: folding would mix the seeds' rows, which the
+    check at the first update catches, so torch.vmap runs it."""
+
+    def forward(self, x, state=None, return_states=False):
+        h, hs = self.initial_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            h = torch.tanh(self.cell(torch.cat([x[:, t], h], dim=-1)))
+            hs.append(h)
+        return self.readout(torch.stack(hs)).transpose(0, 1)
+
+
+class LSTMCellModel(StepRNN):
+    """An nn.LSTMCell controller, as NTM and DNC have: folds."""
+
+    def __init__(self, input_size, output_size, hidden_size=16):
+        super().__init__(input_size, output_size, hidden_size)
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+
+    def initial_state(self, batch_size):
+        return (torch.zeros(batch_size, self.hidden_size),) * 2
+
+    def step(self, x_t, hc):
+        hc = self.cell(x_t, hc)
+        return self.readout(hc[0]), hc
 
 
 def trainer(**kw):
@@ -93,12 +131,14 @@ def metrics(tmp_path, mode, seed):
     return pd.read_csv(tmp_path / f"{mode}/seed={seed}" / io.METRICS)
 
 
-@pytest.mark.parametrize("model_cls, vectorised", [(LSTM, False), (StepRNN, True)])
-def test_parallel_seeds_match_sequential_runs(tmp_path, model_cls, vectorised):
+@pytest.mark.parametrize("model_cls, strategy", [(LSTM, "loop"), (StepRNN, "fold"), (LSTMCellModel, "fold"), (LearnedStart, "vmap"), (TimeFirst, "vmap")])
+def test_parallel_seeds_match_sequential_runs(tmp_path, model_cls, strategy):
     seeds, task_kw = [0, 1, 2], dict(lengths=(4, 10), eval_size=32)
     seq = sequential(tmp_path, model_cls, seeds, task_kw)
     lanes, forward = parallel(tmp_path, model_cls, seeds, task_kw)
-    assert forward.vectorised is vectorised  # fused nn.LSTM has no vmap rule: lanes run in turn
+    assert forward.strategy == strategy, forward.notes  # fused nn.LSTM: neither fold nor vmap
+    if model_cls is TimeFirst:
+        assert "differ" in forward.notes["fold"]
     for lane in lanes:
         a, b = metrics(tmp_path, "seq", lane.seed), metrics(tmp_path, "par", lane.seed)
         pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
@@ -161,7 +201,8 @@ def test_parallel_job_writes_the_run_folders_of_separate_runs(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(lane / io.METRICS), pd.read_csv(seq / io.METRICS), rtol=1e-4)
     assert (lane / "config.yaml").read_text() == (seq / "config.yaml").read_text()
     summary = json.loads((lane / io.SUMMARY).read_text())
-    assert summary["status"] == "completed" and summary["parallel"]["seeds"] == [3, 4] and summary["overrides"] == ["seed=4"]
+    assert summary["status"] == "completed" and summary["overrides"] == ["seed=4"]
+    assert summary["parallel"]["seeds"] == [3, 4] and summary["parallel"]["strategy"] == "loop"  # nn.LSTM
     assert summary["final"] == pytest.approx(alone["final"], rel=1e-4)
     with pytest.raises(ConfigError, match="seed=3 already holds a run"):
         run_seeds(smoke_cfg(*COPY, "trainer.parallel_seeds=2", "seed=3"), tmp_path / "par")

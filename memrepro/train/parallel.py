@@ -2,21 +2,13 @@
 
 Each seed is a *lane*: its own `Trainer` (optimizer and scheduler state, clipping, data generator,
 evaluation sets, curriculum, early stop, checkpoints, metrics log) and its own model, in its own run
-folder. Only the forward pass is shared. The lanes' parameters are stacked with `torch.stack`
-(differentiable, so the gradient flows back to every lane's own leaf tensors) and the model runs
-once under `torch.vmap` over the seed axis: a small recurrent model pays its per-step Python and
-dispatch overhead once for all seeds instead of once per seed. The lanes do not mix, so the
-backward pass of the summed losses gives each lane the gradient of its own loss; then each lane
-clips and steps exactly as `Trainer._update` does. Hence the same metrics as separate runs, up to
-float rounding (batched kernels sum in a different order).
+folder. Only the forward pass is shared: `memrepro.train.stacked` runs the lanes' models as one
+batched call over a seed axis, so a small recurrent model pays its per-step Python and dispatch
+overhead once for all seeds instead of once per seed. The lanes do not mix, so the backward pass
+of the summed losses gives each lane the gradient of its own loss; then each lane clips and steps
+exactly as `Trainer._update` does. Hence the same metrics as separate runs, up to float rounding
+(batched kernels sum in a different order).
 
-* Batches of different lengths (curricula, variable-length tasks) are padded at the end with
-  unscored steps; the outputs of a causal model on the real steps do not change.
-* A model that vmap cannot run (PyTorch's fused LSTM/GRU kernels have no batching rule; Python
-  control flow on tensor values) runs its lanes one after another inside the step instead: the
-  same results, without the speed-up. The first update decides; the summary records which.
-* Randomness inside the model (dropout) is drawn per lane under vmap, so such a model matches
-  separate runs in distribution, not value.
 * ``extra_loss()`` is taken from each lane's own module, so it must depend on the parameters only
   (as the seam says: regularisers), not on values a forward pass left on the module.
 * A lane that fails (a non-finite loss) or stops early leaves the lockstep; the others go on.
@@ -27,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from memrepro.errors import MemreproError
-from memrepro.tasks.base import Batch, Task
+from memrepro.tasks.base import Task
+from memrepro.train.stacked import StackedForward
 from memrepro.train.trainer import Trainer
 
 
@@ -59,45 +50,6 @@ class Lane:
             return method(*args)
         except MemreproError as e:
             self.error = e
-
-
-class StackedForward:
-    """The lanes' models as one batched call over a leading seed axis."""
-
-    def __init__(self):
-        self.vmap_error: str | None = None  # why vmap cannot run this model (lanes then run in turn)
-        self.decided = False
-
-    @property
-    def vectorised(self) -> bool:
-        return self.vmap_error is None
-
-    def __call__(self, models: list[torch.nn.Module], batches: list[Batch]) -> list[Tensor]:
-        if self.vectorised:
-            try:
-                outputs = self._vmapped(models, batches)
-                self.decided = True
-                return outputs
-            except Exception as e:  # the first update decides; later failures are real errors
-                if self.decided:
-                    raise
-                self.vmap_error = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-                self.decided = True
-        return [m(b.inputs) for m, b in zip(models, batches)]
-
-    @staticmethod
-    def _vmapped(models, batches) -> list[Tensor]:
-        template = models[0]
-        inputs = Batch.cat(batches).inputs  # padded to the longest lane
-        inputs = inputs.view(len(models), -1, *inputs.shape[1:])
-        params = {name: torch.stack(p) for name, *p in zip(dict(template.named_parameters()), *(m.parameters() for m in models))}
-        buffers = {name: torch.stack(b) for name, *b in zip(dict(template.named_buffers()), *(m.buffers() for m in models))}
-
-        def one(p, b, x):
-            return functional_call(template, (p, b), (x,))
-
-        outputs = torch.vmap(one, randomness="different")(params, buffers, inputs)
-        return [y[:, : b.inputs.shape[1]] for y, b in zip(outputs, batches)]
 
 
 def fit_parallel(lanes: list[Lane], device="cpu", progress: bool = True) -> StackedForward:
