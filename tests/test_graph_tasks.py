@@ -174,3 +174,14 @@ def test_london_evaluation_sets():
     for i in range(0, len(shortest), 37):
         _, query, answer = phases(shortest, i)
         assert hops[int(query[0, 0])][int(query[0, 2])] == 4 and torch.equal(answer[1:, 0], answer[:-1, 2])
+
+
+@pytest.mark.parametrize("name, cls", [("graph_traversal", GraphTraversal), ("shortest_path", ShortestPath)])
+def test_config_composes_and_builds_at_smoke_scale(name, cls):
+    from hydra.utils import instantiate
+
+    from memrepro.config import compose
+
+    task = instantiate(compose(["scale=smoke", f"task={name}"]).task)
+    assert type(task) is cls and task.eval_size == 50 and task.online
+    assert len(task.sample(2, torch.Generator().manual_seed(0))) == 2

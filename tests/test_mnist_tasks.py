@@ -91,3 +91,16 @@ def test_png_grid_layout(tmp_path):
     # 2 rows x 3 columns of 2x3 tiles with 1-pixel white gaps: (2*3+1) x (3*4+1)
     assert grid.shape == (7, 13)
     assert grid[1:3, 1:4].max() == 0 and grid[4:6, 5:8].min() == 1 and grid[0].min() == 1
+
+
+@pytest.mark.parametrize("name, cls", [("seq_mnist", SequentialMNIST), ("pmnist", PermutedMNIST), ("mnist_generation", MNISTGeneration)])
+def test_config_composes_and_builds_at_smoke_scale(name, cls):
+    from hydra.utils import instantiate
+
+    from memrepro.config import compose
+
+    task = instantiate(compose(["scale=smoke", f"task={name}", "task.dataset=digits"]).task)
+    assert type(task) is cls and not task.online
+    # smoke scale: 1% of 55,000 / 5,000 / 10,000 images
+    assert (task.n_train, task.n_val, task.n_test) == (550, 50, 100)
+    assert len(task.make_splits(torch.Generator().manual_seed(0))["test"]) == 100
