@@ -16,7 +16,7 @@
 Discriminators (Memory Forcing §4.1): a GRU of 128 units over the sequence, then dense layers of
 256, 8 and 4 ReLU units and one logit: the paper's "[hidden size, 128, 256, 8, 4, output size]".
 
-Gating (Lamb et al. §4, handwriting and MNIST experiments): the generator takes the adversarial
+Gating (Lamb et al. 2016, experimental set-up, where the thresholds are stated): the generator takes the adversarial
 term only while its discriminator is accurate enough to be informative (accuracy ≥ 0.75), and
 the discriminator is not trained while it is already nearly perfect (accuracy > 0.99). The
 accuracy is measured on this batch, under no_grad, *before* any loss is built, so a gated-off
