@@ -16,7 +16,7 @@
 Discriminators (Memory Forcing §4.1): a GRU of 128 units over the sequence, then dense layers of
 256, 8 and 4 ReLU units and one logit: the paper's "[hidden size, 128, 256, 8, 4, output size]".
 
-Gating (Lamb et al. 2016, experimental set-up, where the thresholds are stated): the generator takes the adversarial
+Gating (Lamb et al. 2016, stated with their experiments): the generator takes the adversarial
 term only while its discriminator is accurate enough to be informative (accuracy ≥ 0.75), and
 the discriminator is not trained while it is already nearly perfect (accuracy > 0.99). The
 accuracy is measured on this batch, under no_grad, *before* any loss is built, so a gated-off
@@ -167,7 +167,10 @@ class ProfessorForcing(Trainer):
 
     def fit(self, model, task, *args, **kwargs):
         if task.output_kind == "regression":
-            raise ConfigError(f"trainer={type(self).__name__}: needs bits, pixels or classes outputs to sample and to count correct predictions; {type(task).__name__} is regression")
+            raise ConfigError(
+                f"trainer={type(self).__name__}: needs bits, pixels or classes outputs to sample and to count "
+                f"correct predictions; {type(task).__name__} is regression"
+            )
         if self.free_running and task.input_size != task.output_size:
             raise ConfigError(
                 f"trainer={type(self).__name__} runs the model on its own samples, so the task must predict its next input "
