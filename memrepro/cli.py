@@ -156,7 +156,8 @@ def _with(cfg: DictConfig, **values) -> DictConfig:
 def print_summary(summary: dict, run_dir: Path) -> None:
     final = summary.get("final", {})
     secs = summary.get("train_seconds") or 0
-    shown = {k: v for k, v in final.items() if not k.startswith("train_") and isinstance(v, (int, float))}
+    # test metrics first: in the dataset regime they are the result (best-validation weights)
+    shown = {k: v for k, v in sorted(final.items(), key=lambda kv: not kv[0].startswith("test_")) if not k.startswith(("train_", "trainset_")) and isinstance(v, (int, float))}
     line = "  ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])
     rate = summary.get("sequences_per_second") or 0
     print(

@@ -8,7 +8,7 @@ import pytest
 from conftest import SMOKE
 from memrepro import cli
 
-COPY = ["task=copy", "model.hidden_size=8", "task.lengths=[1,3]", "task.eval_lengths=[4]"]
+BASE = ["task=copy", "model=lstm"]
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,9 @@ def workdir(tmp_path_factory):
     from memrepro.run import run
 
     root = tmp_path_factory.mktemp("bad")
-    run(compose([*COPY, *SMOKE, "trainer.steps=4"]), root / "outputs/good", {"model": "lstm", "task": "copy"})
+    run(compose([*BASE, *SMOKE]), root / "outputs/good", {"model": "lstm", "task": "copy"})
     corrupt = root / "outputs/corrupt"
-    run(compose([*COPY, *SMOKE, "trainer.steps=4"]), corrupt, {"model": "lstm", "task": "copy"})
+    run(compose([*BASE, *SMOKE]), corrupt, {"model": "lstm", "task": "copy"})
     (corrupt / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
     (root / "afile").write_text("not a folder")
     return root
@@ -77,7 +77,7 @@ def snapshot(folder):
 def test_bad_input(args, expected, workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     before = snapshot(workdir)
-    argv = [a.format(root=workdir) for a in [*COPY, *SMOKE, *args]]
+    argv = [a.replace("{root}", str(workdir)) for a in [*BASE, *SMOKE, *args]]
     if "-m" in argv:
         argv = ["-m", *[a for a in argv if a != "-m"]]
     monkeypatch.setattr(sys, "argv", ["memrepro", *argv])
