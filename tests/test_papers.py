@@ -23,7 +23,7 @@ TASKS = {"copy", "copy_memory", "add", "memory_recall", "classification_recall",
 TRAINERS = {"default", "professor_forcing", "memory_forcing"}
 REQUIRED = {"id", "title", "paper", "source", "experiment", "tolerance", "paper_settings", "rows", "claims", "out_of_scope"}
 ROW_KEYS = {"label", "model", "task", "metric", "value", "std", "unit", "source", "approx"}
-SEEDS = "seed"
+SEED = "seed"
 
 
 def load(path):
@@ -79,18 +79,25 @@ def test_claims_are_well_formed_and_hold_on_the_papers_own_numbers(path):
 
 
 ACCURACY = re.compile(r"accuracy (\d+(?:\.\d+)?)(?: ± (\d+(?:\.\d+)?))? %")
+PERCENT = re.compile(r"^slide table: (\d+(?:\.\d+)?)%$")
+QUOTE_PERCENTAGES = {"smann_1", "smann_2", "smann_3", "smann_4", "slides_stack_rnn"}
 
 
 @pytest.mark.parametrize("path", PAPERS, ids=lambda p: p.stem)
-def test_accuracies_are_converted_to_error_rates(path):
+def test_percentages_are_converted_to_our_units(path):
     """Our classification metrics are error rates (lower is better): a row quoting 'accuracy 97.4
-    ± 0.49 %' must hold 0.026 ± 0.0049."""
+    ± 0.49 %' must hold 0.026 ± 0.0049; a share quoted as '23.3%' must hold 0.233."""
+    checked = 0
     for row in load(path)["rows"]:
-        m = ACCURACY.search(row["source"])
-        if m:
+        if m := ACCURACY.search(row["source"]):
             assert row["value"] == pytest.approx(1 - float(m[1]) / 100, abs=1e-9), row["label"]
             if m[2]:
                 assert row["std"] == pytest.approx(float(m[2]) / 100, abs=1e-9), row["label"]
+            checked += 1
+        elif m := PERCENT.match(row["source"]):
+            assert row["value"] == pytest.approx(float(m[1]) / 100, abs=1e-9), row["label"]
+            checked += 1
+    assert (checked > 0) == (path.stem in QUOTE_PERCENTAGES), "the patterns must match the tables that quote percentages"
 
 
 def test_every_paper_has_an_experiment_and_every_experiment_a_paper():
@@ -127,7 +134,7 @@ def cells(name: str) -> list[dict]:
     trainer it selects, read from the experiment file and the cell files it sweeps over."""
     params = sweep_params(name)
     base = {"model": "lstm", "task": "copy", "trainer": "default", **group_choices(load(EXPERIMENTS[name]))}
-    keys = [k for k in params if k != SEEDS]
+    keys = [k for k in params if k != SEED]
     out = []
     for values in itertools.product(*(params[k] for k in keys)):
         choice, overrides = dict(base), []
@@ -150,7 +157,7 @@ def test_experiment_file_is_a_paper_sweep(name):
     assert f"make table-{name.replace('_', '-')} SCALE=quick" in text and "Wall time" in text, "header: the run command and the expected wall time"
     hydra = config["hydra"]
     assert set(hydra) == {"sweeper"}, "no launcher (ignored inside a swept experiment) and no sweep dir (the Makefile chooses it)"
-    assert sweep_params(name)[SEEDS] == ["0", "1", "2"]
+    assert sweep_params(name)[SEED] == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
