@@ -158,6 +158,8 @@ def test_experiment_file_is_a_paper_sweep(name):
     hydra = config["hydra"]
     assert set(hydra) == {"sweeper"}, "no launcher (ignored inside a swept experiment) and no sweep dir (the Makefile chooses it)"
     assert sweep_params(name)[SEED] == ["0", "1", "2"]
+    for cell in cells(name):
+        assert cell["model"] in MODELS and cell["task"] in TASKS and cell["trainer"] in TRAINERS, cell
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
