@@ -230,3 +230,24 @@ def test_seed_sweep_grouping(args, grouped):
 def test_seed_groups_must_be_consecutive_and_whole(seeds):
     with pytest.raises(ConfigError, match="trainer.parallel_seeds=2 .*consecutive"):
         group_seed_sweep(["-m", seeds, "trainer.parallel_seeds=2"])
+
+
+def test_a_trainer_with_its_own_objective_runs_it_per_lane(tmp_path):
+    """The forcing trainers' objectives (free-running passes, discriminators) run lane by lane;
+    they sample from the global generator, so only the bookkeeping is compared with a single run."""
+    from test_forcing import NextBit, TinyMemoryNet, forcing
+
+    from memrepro.train.forcing import MemoryForcing
+
+    lanes = []
+    for s in (0, 1):
+        torch.manual_seed(s)
+        (tmp_path / f"seed={s}").mkdir()
+        lanes.append(Lane(forcing(MemoryForcing), TinyMemoryNet(1, 1), NextBit(eval_size=16), tmp_path / f"seed={s}", s))
+    fit_parallel(lanes, progress=False)
+    for lane in lanes:
+        rows = pd.read_csv(lane.run_dir / io.METRICS)
+        assert {"train_d_hidden_accuracy", "train_d_memory_accuracy", "train_correct"} <= set(rows) and list(rows["step"]) == [3, 6]
+        extra = io.load_checkpoint(lane.run_dir / io.CHECKPOINT)["extra"]
+        assert extra["correct_total"] == lane.result["correct_predictions"] <= 6 * 8
+    assert lanes[0].trainer.critics["memory"] is not lanes[1].trainer.critics["memory"]

@@ -80,13 +80,19 @@ def fit_parallel(lanes: list[Lane], device="cpu", progress: bool = True) -> Stac
 
 
 def _update(lanes: list[Lane], forward: StackedForward) -> None:
-    """`Trainer._update` for all lanes at once: one forward, one backward, per-lane steps."""
+    """`Trainer._update` for all lanes at once: one forward, one backward, per-lane steps.
+    A trainer with its own objective (the forcing trainers: free-running passes, discriminators)
+    computes it lane by lane; the backward pass and the steps are still shared."""
     batches = [lane.trainer._next_batch() for lane in lanes]
     for lane in lanes:
         lane.model.train()
+    if type(lanes[0].trainer)._objective is Trainer._objective:
+        outputs = forward([lane.model for lane in lanes], batches)
+        losses = [lane.trainer._loss(y, b) for lane, y, b in zip(lanes, outputs, batches)]
+    else:
+        losses = [lane.trainer._objective(b) for lane, b in zip(lanes, batches)]
+    for lane in lanes:
         lane.trainer.optimizer.zero_grad(set_to_none=True)
-    outputs = forward([lane.model for lane in lanes], batches)
-    losses = [lane.trainer._loss(y, b) for lane, y, b in zip(lanes, outputs, batches)]
     sum(total for _, _, total in losses).backward()
     for lane, batch, (loss, metrics, total) in zip(lanes, batches, losses):
         lane.call(lane.trainer._apply, batch, loss, total, metrics)
