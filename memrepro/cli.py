@@ -45,15 +45,19 @@ def fail(error: Exception) -> None:
 def group_seed_sweep(args: list[str]) -> list[str]:
     """A sweep with ``trainer.parallel_seeds=k`` over ``seed=0,1,…`` runs one job per k consecutive
     seeds: ``seed=0,…,9 trainer.parallel_seeds=5`` becomes ``seed=0,5``, and each job trains its
-    seeds in lockstep (``<job folder>/seed=<s>/``). Fewer seeds than k: one job with all of them."""
+    seeds in lockstep (``<job folder>/seed=<s>/``). Fewer seeds than k: one job with all of them.
+    The seed axis comes from the command line or else from the experiment's sweeper params."""
     if "-m" not in args and "--multirun" not in args:
         return args
     try:
         parsed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])}
     except Exception:
         return args  # check_overrides reports it
-    seed, k = parsed.get("seed"), parsed.get("trainer.parallel_seeds")
-    if seed is None or k is None or not seed.is_sweep_override() or k.is_sweep_override() or not isinstance(k.value(), int) or k.value() <= 1:
+    k = parsed.get("trainer.parallel_seeds")
+    if k is None or k.is_sweep_override() or not isinstance(k.value(), int) or k.value() <= 1:
+        return args
+    seed = parsed.get("seed") or _experiment_seed_axis(parsed.get("experiment"))
+    if seed is None or not seed.is_sweep_override():
         return args
     seeds = sorted(seed.sweep_iterator())
     if not all(isinstance(s, int) for s in seeds):
@@ -63,8 +67,19 @@ def group_seed_sweep(args: list[str]) -> list[str]:
     groups = [seeds[i : i + k] for i in range(0, len(seeds), k)]
     if len(seeds) % k or any(g != list(range(g[0], g[0] + k)) for g in groups):
         raise ConfigError(f"trainer.parallel_seeds={asked} with {seed.input_line}: a job trains k consecutive seeds; sweep consecutive seeds, a multiple of k of them")
-    replaced = {seed.input_line: f"seed={','.join(str(g[0]) for g in groups)}", parsed["trainer.parallel_seeds"].input_line: f"trainer.parallel_seeds={k}"}
-    return [replaced.get(a, a) for a in args]
+    grouped = [f"seed={','.join(str(g[0]) for g in groups)}", f"trainer.parallel_seeds={k}"]
+    return [a for a in args if a not in (seed.input_line, parsed["trainer.parallel_seeds"].input_line)] + grouped
+
+
+def _experiment_seed_axis(experiment):
+    """``hydra.sweeper.params.seed`` of the chosen experiment file, as a parsed override."""
+    if experiment is None or experiment.is_sweep_override() or experiment.is_delete():
+        return None
+    path = CONF_DIR / "experiment" / f"{experiment.value()}.yaml"
+    if not path.exists():
+        return None  # check_overrides names the unknown experiment
+    axis = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params.seed")
+    return None if axis is None else OverridesParser.create().parse_overrides([f"seed={axis}"])[0]
 
 
 def check_overrides(args: list[str]) -> None:

@@ -221,6 +221,8 @@ def test_sweep_over_seeds_groups_them_into_parallel_jobs(tmp_path):
     (["-m", "seed=0,1,2,3", "trainer.parallel_seeds=2"], ["-m", "seed=0,2", "trainer.parallel_seeds=2"]),
     (["-m", "seed=range(3)", "trainer.parallel_seeds=5"], ["-m", "seed=0", "trainer.parallel_seeds=3"]),
     (["seed=1", "trainer.parallel_seeds=5"], ["seed=1", "trainer.parallel_seeds=5"]),  # one job: seeds 1-5
+    # the seed axis of an experiment file (nmn_fig10 sweeps seed: 0,1,2)
+    (["-m", "experiment=nmn_fig10", "trainer.parallel_seeds=3"], ["-m", "experiment=nmn_fig10", "seed=0", "trainer.parallel_seeds=3"]),
 ])
 def test_seed_sweep_grouping(args, grouped):
     assert group_seed_sweep(args) == grouped
