@@ -83,21 +83,6 @@ class TimeFirst(StepRNN):
         return self.readout(torch.stack(hs)).transpose(0, 1)
 
 
-class LSTMCellModel(StepRNN):
-    """An nn.LSTMCell controller, as NTM and DNC have: folds."""
-
-    def __init__(self, input_size, output_size, hidden_size=16):
-        super().__init__(input_size, output_size, hidden_size)
-        self.cell = nn.LSTMCell(input_size, hidden_size)
-
-    def initial_state(self, batch_size):
-        return (torch.zeros(batch_size, self.hidden_size),) * 2
-
-    def step(self, x_t, hc):
-        hc = self.cell(x_t, hc)
-        return self.readout(hc[0]), hc
-
-
 def trainer(**kw):
     args = dict(optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), batch_size=8, steps=40, eval_every=10, checkpoint_every=20, clip_norm=0.5, progress=False)
     return Trainer(**{**args, **kw})
@@ -131,7 +116,7 @@ def metrics(tmp_path, mode, seed):
     return pd.read_csv(tmp_path / f"{mode}/seed={seed}" / io.METRICS)
 
 
-@pytest.mark.parametrize("model_cls, strategy", [(LSTM, "loop"), (StepRNN, "fold"), (LSTMCellModel, "fold"), (LearnedStart, "vmap"), (TimeFirst, "vmap")])
+@pytest.mark.parametrize("model_cls, strategy", [(LSTM, "loop"), (StepRNN, "fold"), (LearnedStart, "vmap"), (TimeFirst, "vmap")])
 def test_parallel_seeds_match_sequential_runs(tmp_path, model_cls, strategy):
     seeds, task_kw = [0, 1, 2], dict(lengths=(4, 10), eval_size=32)
     seq = sequential(tmp_path, model_cls, seeds, task_kw)

@@ -7,13 +7,15 @@ tried in this order at the first call; the first that works is kept (`StackedFor
 and why the others did not is kept in `StackedForward.notes`:
 
 * ``fold`` — the seed axis folded into the batch axis. The k batches are concatenated ([k·B, T, I],
-  seed 0's rows first) and run through one copy of the model whose `nn.Linear` and `nn.LSTMCell`
-  layers hold one weight per seed and multiply each seed's rows by its own (`torch.baddbmm`).
-  Everything else in such a model (memory addressing, reads, writes) works per sample already, so
-  a step costs the operations of one run. For models whose parameters all sit in such layers and
-  whose buffers are equal across seeds (NTM, DNC). At the first call the folded outputs are
-  compared with the models' own, so a model that mixes batch rows in some other way (a time-first
-  layout, batch statistics) falls through to the next strategy instead of training wrongly.
+  seed 0's rows first) and the model runs once on them with its parameters replaced by the
+  stacked ones (`functional_call`), marked `SeedStacked` so that every `F.linear` / `nn.Linear`
+  multiplies each seed's rows by that seed's weights (`torch.baddbmm`). Everything else in a
+  memory model (addressing, reads, writes, allocation) works per sample already, so an update
+  costs the operations of one run. For models whose parameters are all used through linear maps
+  and whose buffers are equal across seeds (NTM, DNC; not a random memory initialisation). At
+  the first call the folded outputs are compared with the models' own, so a model that uses a
+  parameter some other way, or mixes batch rows (a time-first layout), falls through to the next
+  strategy instead of training wrongly.
 * ``vmap`` — `torch.vmap` of `functional_call` over the stacked parameters: any model built of
   operations with batching rules (not PyTorch's fused LSTM/GRU kernels or `lstm_cell`, not
   Python control flow on tensor values). Randomness (dropout) is drawn per seed.
@@ -25,74 +27,32 @@ outputs are cut back to its own batch's length.
 """
 from __future__ import annotations
 
-import copy
-
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from memrepro.tasks.base import Batch
 
 
-class FoldedLinear(nn.Module):
-    """`nn.Linear` with weight [k, out, in] and bias [k, out]: rows [s·B, (s+1)·B) of the input
-    (any shape [k·B, ..., in]) belong to seed s."""
+class SeedStacked(torch.Tensor):
+    """A parameter stacked over seeds ([k, out, in] weight, [k, out] bias) that `F.linear` (and so
+    `nn.Linear`) applies per seed: rows [s·B, (s+1)·B) of the input, any shape [k·B, ..., in],
+    are multiplied by seed s's weight (`torch.baddbmm`). Any other use sees a plain stacked tensor;
+    a model that uses its parameters otherwise either fails or fails the output check, and does
+    not fold."""
 
-    def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.weight, self.bias = linear.weight, linear.bias
-
-    def forward(self, x: Tensor) -> Tensor:
-        k = self.weight.shape[0]
-        rows = x.reshape(k, -1, x.shape[-1])
-        w = self.weight.transpose(1, 2)
-        y = torch.bmm(rows, w) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), rows, w)
-        return y.view(*x.shape[:-1], -1)
-
-
-class FoldedLSTMCell(nn.Module):
-    """`nn.LSTMCell` with one set of weights per seed; PyTorch's equations and gate order (i, f, g, o)."""
-
-    def __init__(self, cell: nn.LSTMCell):
-        super().__init__()
-        self.hidden_size = cell.hidden_size
-        self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh = cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
-
-    def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        k = self.weight_ih.shape[0]
-        if hx is None:
-            zeros = x.new_zeros(x.shape[0], self.hidden_size)
-            hx = (zeros, zeros)
-        h, c = hx
-        gates = torch.bmm(x.view(k, -1, x.shape[-1]), self.weight_ih.transpose(1, 2))
-        gates = torch.baddbmm(gates, h.view(k, -1, self.hidden_size), self.weight_hh.transpose(1, 2))
-        if self.bias_ih is not None:
-            gates = gates + (self.bias_ih + self.bias_hh).unsqueeze(1)
-        i, f, g, o = gates.view(x.shape[0], -1).chunk(4, dim=-1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-
-
-FOLDABLE = {nn.Linear: FoldedLinear, nn.LSTMCell: FoldedLSTMCell}
-
-
-def fold(models: list[nn.Module]) -> nn.Module:
-    """A copy of ``models[0]`` with its foldable layers replaced, to be called through
-    `functional_call` with the stacked parameters. Raises ValueError for parameters outside such
-    layers, or buffers that differ between the models (e.g. a random memory initialisation)."""
-    folded = copy.deepcopy(models[0])
-    for module in list(folded.modules()):
-        for name, child in module.named_children():
-            if type(child) in FOLDABLE:
-                setattr(module, name, FOLDABLE[type(child)](child))
-    loose = [f"{path}.{name}".lstrip(".") for path, module in folded.named_modules() if type(module) not in FOLDABLE.values()
-             for name, _ in module.named_parameters(recurse=False)]
-    if loose:
-        raise ValueError(f"parameters outside nn.Linear/nn.LSTMCell layers: {', '.join(loose[:3])}")
-    for name, buffer in models[0].named_buffers():
-        if not all(torch.equal(buffer, dict(m.named_buffers())[name]) for m in models[1:]):
-            raise ValueError(f"buffer {name} differs between the seeds")
-    return folded
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        with torch._C.DisableTorchFunctionSubclass():
+            if func is not F.linear:
+                return func(*args, **kwargs)
+            x, weight, bias = (*args, *kwargs.values(), None)[:3]
+            rows = x.reshape(weight.shape[0], -1, x.shape[-1])
+            w = weight.transpose(1, 2)
+            y = torch.bmm(rows, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), rows, w)
+            return y.view(*x.shape[:-1], -1)
 
 
 class StackedForward:
@@ -101,7 +61,6 @@ class StackedForward:
     def __init__(self):
         self.strategy: str | None = None  # fold | vmap | loop, decided at the first call
         self.notes: dict[str, str] = {}  # strategy -> why it could not run this model
-        self.folded: nn.Module | None = None
 
     def __call__(self, models: list[nn.Module], batches: list[Batch]) -> list[Tensor]:
         if self.strategy is not None:
@@ -124,10 +83,12 @@ class StackedForward:
         return {name: torch.stack(p) for name, *p in zip(dict(models[0].named_parameters()), *(m.parameters() for m in models))}
 
     def _fold(self, models, batches) -> list[Tensor]:
-        if self.folded is None:
-            self.folded = fold(models)
-        self.folded.train(models[0].training)
-        outputs = functional_call(self.folded, self._stacked(models), (Batch.cat(batches).inputs,))
+        if self.strategy is None:  # the models' buffers are used as they are: those of models[0]
+            for name, buffer in models[0].named_buffers():
+                if not all(torch.equal(buffer, dict(m.named_buffers())[name]) for m in models[1:]):
+                    raise ValueError(f"buffer {name} differs between the seeds")
+        params = {name: p.as_subclass(SeedStacked) for name, p in self._stacked(models).items()}
+        outputs = functional_call(models[0], params, (Batch.cat(batches).inputs,))
         B = len(batches[0])
         return [outputs[i * B : (i + 1) * B, : b.inputs.shape[1]] for i, b in enumerate(batches)]
 
