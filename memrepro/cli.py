@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
+from memrepro.train.compiled import compile_training_step
 from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run_seeds, seed_runs, with_values
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
@@ -107,7 +108,9 @@ def check_overrides(args: list[str]) -> None:
         raise ConfigError(_one_line(e)) from None
     # Everything run() would reject, rejected before Hydra creates or touches a folder:
     check_runtime(cfg)
-    build(cfg)  # every constructor validates its arguments
+    _, model, _ = build(cfg)  # every constructor validates its arguments
+    if cfg.compile:
+        compile_training_step(model)  # refuses fused models and a missing C++ compiler
     if cfg.run_dir is not None:
         for seed_cfg, folder in seed_runs(cfg, cfg.run_dir):
             io.prepare_run_dir(folder, cfg.resume)

@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
+from memrepro.train.compiled import compile_training_step
 from memrepro.train.parallel import Lane, fit_parallel
 
 # settings that do not change what is computed: excluded when comparing a resumed run's config
-RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots")
+RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots", "compile")
 CONFIG = "config.yaml"  # the resolved config of a run, which a resume must match
 
 
@@ -46,11 +47,15 @@ def _instantiate(node: DictConfig, group: str, **kwargs):
 
 
 def check_runtime(cfg: DictConfig) -> torch.device:
-    """The run-level settings: seed, threads and an available device."""
+    """The run-level settings: seed, threads, compile and an available device."""
     for name, minimum in (("seed", 0), ("threads", 0)):
         value = cfg[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{name}={value!r}: must be an integer ≥ {minimum}")
+    if not isinstance(cfg.compile, bool):
+        raise ConfigError(f"compile={cfg.compile!r}: must be true or false")
+    if cfg.compile and cfg.trainer.get("parallel_seeds", 1) > 1:
+        raise ConfigError(f"compile=true with trainer.parallel_seeds={cfg.trainer.parallel_seeds}: the compiled step cannot take stacked seeds; choose one of the two")
     try:
         device = torch.device(cfg.device)
         torch.empty(1, device=device)
@@ -153,6 +158,8 @@ class RunRecord:
         cfg, summary = self.cfg, self.summary
         try:
             self.task, self.model, self.trainer = build(cfg)
+            if cfg.compile:
+                compile_training_step(self.model)
             summary.setdefault("model", type(self.model).__name__.lower())
             summary.setdefault("task", type(self.task).__name__.lower())
             summary.update(parameters=self.model.num_parameters(), model_class=type(self.model).__name__, task_class=type(self.task).__name__,
