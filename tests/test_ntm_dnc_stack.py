@@ -190,3 +190,18 @@ def test_bad_config_is_one_line_config_error(cls, kw, field):
     with pytest.raises(ConfigError, match=field) as info:
         make(cls, **kw)
     assert "\n" not in str(info.value)
+
+
+# --- figures ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [NTM, DNC, StackRNN])
+def test_memory_trace_and_length_figures_are_written(cls, tmp_path):
+    from memrepro.results.memory_plots import plot_length_generalization, plot_memory_trace
+
+    model = make(cls)
+    x = torch.randn(2, 6, 5)
+    with torch.no_grad():
+        y, states = model(x, return_states=True)
+    path = plot_memory_trace(tmp_path / "trace.png", x, torch.randint(0, 3, (2, 6)), torch.softmax(y, -1), [model.trace(s) for s in states])
+    assert path.stat().st_size > 10_000
+    path = plot_length_generalization(tmp_path / "lengths.png", [10, 20, 40], {"NTM": [0, 0.1, 2], "LSTM": [0, 1, 30]}, (1, 20))
+    assert path.stat().st_size > 10_000
