@@ -32,11 +32,11 @@ def make(cls, **kw):
 # --- sizes --------------------------------------------------------------------------------------
 def test_ntm_parameter_count_at_the_papers_copy_sizes():
     # Copy: 8 bits + delimiter in, 8 out; LSTM 100, 1 read + 1 write head, 128 x 20 memory.
-    lstm = 4 * 100 * (9 + 20) + 4 * 100 * 100 + 2 * 4 * 100  # input [x; r], two bias vectors
+    lstm = 4 * 100 * (9 + 20 + 100) + 4 * 100  # one matrix on [x; r; h], one bias vector
     interface = (100 + 1) * ((20 + 1 + 1 + 3 + 1) * 2 + 2 * 20)  # k β g s γ per head, e a
     output = (100 + 20 + 1) * 8
-    assert NTM(9, 8).num_parameters() == lstm + interface + output == 62_660
-    assert NTM(9, 8, memory_init="learned").num_parameters() == 62_660 + 128 * 20
+    assert NTM(9, 8).num_parameters() == lstm + interface + output == 62_260
+    assert NTM(9, 8, memory_init="learned").num_parameters() == 62_260 + 128 * 20
 
 
 # --- the step loop ------------------------------------------------------------------------------
@@ -53,6 +53,23 @@ def test_forward_equals_step_loop_and_returns_states(cls):
     assert y.shape == (4, 7, 3) and len(states) == 7
     trace = model.trace(states[-1])
     assert trace and all(v.shape[0] == 4 and not v.requires_grad for v in trace.values())
+
+
+@pytest.mark.parametrize("cls", [NTM, DNC, StackRNN])
+def test_models_run_under_vmap_over_stacked_seeds(cls):
+    """trainer.parallel_seeds runs one model under torch.vmap over stacked parameters."""
+    from torch.func import functional_call
+
+    models = [make(cls) for _ in range(3)]
+    for seed, model in enumerate(models):
+        torch.manual_seed(seed)
+        for p in model.parameters():
+            p.data.normal_(0, 0.3)
+    params = {name: torch.stack(ps) for name, *ps in zip(dict(models[0].named_parameters()), *(m.parameters() for m in models))}
+    buffers = {name: torch.stack(bs) for name, *bs in zip(dict(models[0].named_buffers()), *(m.buffers() for m in models))}
+    x = torch.randn(3, 2, 5, 5)
+    y = torch.vmap(lambda p, b, xs: functional_call(models[0], (p, b), (xs,)))(params, buffers, x)
+    torch.testing.assert_close(y, torch.stack([m(x[i]) for i, m in enumerate(models)]))
 
 
 @pytest.mark.parametrize("cls", [NTM, DNC, StackRNN])

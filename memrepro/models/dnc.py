@@ -77,7 +77,7 @@ class DNC(SequenceModel):
 
     def step(self, x_t: Tensor, state: DNCState) -> tuple[Tensor, DNCState]:
         B, R, W = x_t.shape[0], self.read_heads, self.width
-        h, controller = self.controller(torch.cat([x_t, state.reads.flatten(1)], dim=-1), state.controller)
+        h, controller = self.controller([x_t, state.reads.flatten(1)], state.controller)
         (read_keys, read_strengths, write_key, write_strength, erase, write_vector,
          free_gates, allocation_gate, write_gate, read_modes) = clip(self.interface(h), self.clip_value).split(self.splits, dim=-1)
 

@@ -94,7 +94,7 @@ class NTM(SequenceModel):
 
     def step(self, x_t: Tensor, state: NTMState) -> tuple[Tensor, NTMState]:
         batch, heads = x_t.shape[0], self.read_heads + self.write_heads
-        h, controller = self.controller(torch.cat([x_t, state.reads.flatten(1)], dim=-1), state.controller)
+        h, controller = self.controller([x_t, state.reads.flatten(1)], state.controller)
         keys, beta, gate, shift, gamma, erase, add = clip(self.interface(h), self.clip_value).split(self.splits, dim=-1)
         weights = mem.ntm_address(
             state.memory,
