@@ -33,7 +33,8 @@ from torch import Tensor
 from memrepro.errors import ConfigError
 from memrepro.tasks.base import Batch, Task, check_positive, check_range
 
-LETTERS = {"anbn": 2, "anbncn": 3, "anbncndn": 4}
+LETTERS = {"anbn": 2, "anbncn": 3, "anbncndn": 4}  # a^n b^n ...: as many letters as blocks
+VOCABULARY = {**LETTERS, "anb2n": 2, "anbmcnm": 3}  # memorization: '=' and `alphabet` symbols
 LANGUAGES = ("anbn", "anbncn", "anbncndn", "anb2n", "anbmcnm", "memorization")
 SCORES = ("all", "deterministic")
 
@@ -70,7 +71,7 @@ class FormalLanguage(Task):
         self.language, self.train_n, self.eval_n = language, tuple(train_n), tuple(eval_n)
         self.seq_len, self.score, self.eval_strings, self.alphabet = seq_len, score, eval_strings, alphabet
         self.num_lessons = train_n[1] - train_n[0] + 1 if curriculum else 1
-        vocab = {"anb2n": 2, "anbmcnm": 3, "memorization": alphabet + 1}.get(language) or LETTERS[language]
+        vocab = alphabet + 1 if language == "memorization" else VOCABULARY[language]
         self.num_classes = self.input_size = self.output_size = vocab
 
     # --- batches --------------------------------------------------------------------------------
@@ -130,9 +131,8 @@ class FormalLanguage(Task):
         j = t - (ends.gather(1, string) - self.length(n))  # position inside the string
 
         if self.language in LETTERS or self.language == "anb2n":
-            first_b = n
             symbol = (j // n) if self.language in LETTERS else (j >= n).long()
-            deterministic = j >= first_b
+            deterministic = j >= n  # from the first b on
         elif self.language == "anbmcnm":
             m = (torch.rand(B, S, generator=generator) * (sizes - 1)).long() + 1  # 1 .. size-1
             m = m.gather(1, string)
