@@ -182,11 +182,13 @@ def parse_sizes(tokens):
     "cls, kw, field",
     [
         (RepeatCopy, dict(length=(5, 2)), "task.length"),
+        (RepeatCopy, dict(repeats=(1, 2.5)), "task.repeats"),
         (RepeatCopy, dict(eval_cases=[[10]]), "task.eval_cases"),
         (AssociativeRecall, dict(items=(1, 6)), "task.items"),
         (PrioritySort, dict(outputs=30), "task.outputs"),
         (FormalLanguage, dict(language="dyck"), "task.language"),
         (FormalLanguage, dict(score="some"), "task.score"),
+        (FormalLanguage, dict(train_n=(2,)), "task.train_n"),
     ],
 )
 def test_bad_task_config_is_one_line_config_error(cls, kw, field):

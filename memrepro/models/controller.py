@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memrepro.errors import ConfigError
-from memrepro.tasks.base import check_positive
+from memrepro.tasks.base import check_int, check_positive
 
 CONTROLLERS = ("lstm", "feedforward")
 
@@ -54,8 +54,8 @@ class Controller(nn.Module):
         super().__init__()
         if kind not in CONTROLLERS:
             raise ConfigError(f"model.controller={kind!r}: choose one of {', '.join(CONTROLLERS)}")
-        check_positive("model.controller_size", hidden_size)
-        check_positive("model.controller_layers", layers)
+        check_int("model.controller_size", hidden_size)
+        check_int("model.controller_layers", layers)
         self.kind, self.hidden_size = kind, hidden_size
         sizes = [input_size] + [hidden_size] * layers
         layer = LSTMCell if kind == "lstm" else nn.Linear

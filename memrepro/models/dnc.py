@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from memrepro.models import memory as mem
 from memrepro.models.base import SequenceModel
 from memrepro.models.controller import Controller, check_clip, clip
-from memrepro.tasks.base import check_positive
+from memrepro.tasks.base import check_int
 
 
 class DNCState(NamedTuple):
@@ -55,7 +55,7 @@ class DNC(SequenceModel):
     ):
         super().__init__(input_size, output_size)
         for name, value in (("memory_slots", memory_slots), ("memory_width", memory_width), ("read_heads", read_heads)):
-            check_positive(f"model.{name}", value)
+            check_int(f"model.{name}", value)
         check_clip(clip_value)
         self.slots, self.width, self.read_heads, self.clip_value = memory_slots, memory_width, read_heads, clip_value
         R, W = read_heads, memory_width

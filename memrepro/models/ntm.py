@@ -28,7 +28,7 @@ from memrepro.errors import ConfigError
 from memrepro.models import memory as mem
 from memrepro.models.base import SequenceModel
 from memrepro.models.controller import Controller, check_clip, clip
-from memrepro.tasks.base import check_positive
+from memrepro.tasks.base import check_int
 
 MEMORY_INITS = ("constant", "random", "learned")
 CONSTANT_INIT = 1e-6  # Collier & Beel 2018: constant initialisation to 10^-6 converges fastest
@@ -60,8 +60,8 @@ class NTM(SequenceModel):
     ):
         super().__init__(input_size, output_size)
         for name, value in (("memory_slots", memory_slots), ("memory_width", memory_width), ("read_heads", read_heads), ("write_heads", write_heads)):
-            check_positive(f"model.{name}", value)
-        check_positive("model.shift_range", shift_range, allow_zero=True)
+            check_int(f"model.{name}", value)
+        check_int("model.shift_range", shift_range, minimum=0)
         if 2 * shift_range + 1 > memory_slots:
             raise ConfigError(f"model.shift_range={shift_range}: the 2r+1 shifts must fit in memory_slots={memory_slots}")
         if memory_init not in MEMORY_INITS:

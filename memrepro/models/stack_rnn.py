@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from memrepro.errors import ConfigError
 from memrepro.models.base import SequenceModel
-from memrepro.tasks.base import check_positive
+from memrepro.tasks.base import check_int
 
 EMPTY = -1.0  # value of an empty stack cell (authors' EMPTY_STACK_VALUE)
 PUSH, POP, NO_OP = 0, 1, 2
@@ -65,7 +65,7 @@ class StackRNN(SequenceModel):
     ):
         super().__init__(input_size, output_size)
         for name, value in (("hidden_size", hidden_size), ("num_stacks", num_stacks), ("depth", depth), ("capacity", capacity)):
-            check_positive(f"model.{name}", value)
+            check_int(f"model.{name}", value)
         if depth > capacity:
             raise ConfigError(f"model.depth={depth}: must be ≤ model.capacity={capacity}")
         self.hidden_size, self.num_stacks, self.depth, self.capacity = hidden_size, num_stacks, depth, capacity

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memrepro.errors import ConfigError
-from memrepro.tasks.base import Batch, Task, check_positive, check_range
+from memrepro.tasks.base import Batch, Task, check_int
+from memrepro.tasks.ntm_suite import check_int_range
 
 LETTERS = {"anbn": 2, "anbncn": 3, "anbncndn": 4}  # a^n b^n ...: as many letters as blocks
 VOCABULARY = {**LETTERS, "anb2n": 2, "anbmcnm": 3}  # memorization: '=' and `alphabet` symbols
@@ -61,14 +62,13 @@ class FormalLanguage(Task):
             raise ConfigError(f"task.language={language!r}: choose one of {', '.join(LANGUAGES)}")
         if score not in SCORES:
             raise ConfigError(f"task.score={score!r}: choose one of {', '.join(SCORES)}")
-        check_range("task.train_n", *train_n)
-        check_range("task.eval_n", *eval_n)
+        train_n, eval_n = check_int_range("task.train_n", train_n), check_int_range("task.eval_n", eval_n)
         if language == "anbmcnm" and min(train_n[0], eval_n[0]) < 2:
             raise ConfigError("task.train_n/eval_n: a^n b^m c^(n+m) needs sizes n + m ≥ 2")
-        check_positive("task.seq_len", seq_len)
-        check_positive("task.eval_strings", eval_strings)
-        check_positive("task.alphabet", alphabet)
-        self.language, self.train_n, self.eval_n = language, tuple(train_n), tuple(eval_n)
+        check_int("task.seq_len", seq_len)
+        check_int("task.eval_strings", eval_strings)
+        check_int("task.alphabet", alphabet)
+        self.language, self.train_n, self.eval_n = language, train_n, eval_n
         self.seq_len, self.score, self.eval_strings, self.alphabet = seq_len, score, eval_strings, alphabet
         self.num_lessons = train_n[1] - train_n[0] + 1 if curriculum else 1
         vocab = alphabet + 1 if language == "memorization" else VOCABULARY[language]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from memrepro.errors import ConfigError
-from memrepro.tasks.base import Batch, Task, check_positive, check_range
+from memrepro.tasks.base import Batch, Task, check_int, check_range
 
 
 def random_bits(shape, generator: torch.Generator) -> Tensor:
@@ -28,6 +28,16 @@ def uniform_int(lo: int, hi: int, size: int, generator: torch.Generator) -> Tens
     return torch.randint(lo, hi + 1, (size,), generator=generator)
 
 
+def check_int_range(name: str, pair) -> tuple[int, int]:
+    """A [min, max] pair of integers ≥ 1 with min ≤ max."""
+    if len(pair) != 2:
+        raise ConfigError(f"{name}={list(pair)}: give two integers [min, max]")
+    check_int(f"{name}[0]", pair[0])
+    check_int(f"{name}[1]", pair[1])
+    check_range(name, *pair)
+    return tuple(pair)
+
+
 def parse_cases(name: str, cases, width: int) -> list[tuple[int, ...]]:
     """A list of evaluation cases, each a list of ``width`` positive integers."""
     out = []
@@ -36,7 +46,7 @@ def parse_cases(name: str, cases, width: int) -> list[tuple[int, ...]]:
         if len(case) != width:
             raise ConfigError(f"{name}[{i}]={case}: give {width} positive integers")
         for j, v in enumerate(case):
-            check_positive(f"{name}[{i}][{j}]", v)
+            check_int(f"{name}[{i}][{j}]", v)
         out.append(tuple(case))
     return out
 
@@ -65,10 +75,8 @@ class RepeatCopy(Task):
         eval_size: int = 256,
     ):
         super().__init__(dataset_size, splits, eval_size)
-        check_positive("task.bits", bits)
-        check_range("task.length", *length)
-        check_range("task.repeats", *repeats)
-        self.bits, self.length, self.repeats = bits, tuple(length), tuple(repeats)
+        check_int("task.bits", bits)
+        self.bits, self.length, self.repeats = bits, check_int_range("task.length", length), check_int_range("task.repeats", repeats)
         self.eval_cases = parse_cases("task.eval_cases", eval_cases, 2)
         self.input_size, self.output_size = bits + 2, bits + 1
         lo, hi = self.repeats
@@ -128,15 +136,15 @@ class AssociativeRecall(Task):
         eval_size: int = 256,
     ):
         super().__init__(dataset_size, splits, eval_size)
-        check_positive("task.bits", bits)
-        check_positive("task.item_length", item_length)
-        check_range("task.items", *items)
+        check_int("task.bits", bits)
+        check_int("task.item_length", item_length)
+        items = check_int_range("task.items", items)
         if items[0] < 2:
             raise ConfigError(f"task.items={list(items)}: need at least 2 items (a query and the item after it)")
         self.eval_items = [k for (k,) in parse_cases("task.eval_items", eval_items, 1)]
         if min(self.eval_items, default=2) < 2:
             raise ConfigError(f"task.eval_items={list(eval_items)}: every case needs at least 2 items")
-        self.bits, self.item_length, self.items = bits, item_length, tuple(items)
+        self.bits, self.item_length, self.items = bits, item_length, items
         self.input_size, self.output_size = bits + 2, bits
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
@@ -196,9 +204,9 @@ class PrioritySort(Task):
         eval_size: int = 256,
     ):
         super().__init__(dataset_size, splits, eval_size)
-        check_positive("task.bits", bits)
-        check_positive("task.inputs", inputs)
-        check_positive("task.outputs", outputs)
+        check_int("task.bits", bits)
+        check_int("task.inputs", inputs)
+        check_int("task.outputs", outputs)
         if outputs > inputs:
             raise ConfigError(f"task.outputs={outputs}: cannot sort out more vectors than task.inputs={inputs}")
         self.bits, self.num_inputs, self.num_outputs = bits, inputs, outputs
