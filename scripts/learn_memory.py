@@ -98,14 +98,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/learn_memory"))
     parser.add_argument("--list", action="store_true", help="print the experiments and their overrides")
-    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: extra Hydra overrides")
+    parser.add_argument("--override", action="append", default=[], help="an extra Hydra override (repeatable)")
     args = parser.parse_args()
     if args.list or not args.experiments:
         for name, overrides in EXPERIMENTS.items():
             print(f"{name}: {' '.join(overrides)}")
         return
     torch.set_num_threads(1)
-    extra = [o for o in args.overrides if o != "--"]
+    extra = args.override
     for name in args.experiments:
         for seed in args.seeds:
             rows = {name: report(name, train(name, seed, args.out, extra))}
