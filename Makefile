@@ -1,0 +1,40 @@
+# memrepro — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SCALE  ?= quick
+JOBS   ?= 1
+# The main job of `make run`: a small embedded default (no download), about two minutes on 2 CPU cores.
+RUN_ARGS ?= model=lstm task=copy scale=quick
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-full bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to the CPU wheel first, so that nothing later pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,sweep]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install memrepro with its dev and sweep extras
+
+run: install ## Set up and run the main job (LSTM on copy, ~2 min on 2 cores); prints where its results are
+	$(BIN)/memrepro $(RUN_ARGS)
+
+test: install ## Set up and run the test suite (< 10 min on 2 cores)
+	$(BIN)/python -m pytest -m "not slow"
+
+test-full: install ## All tests, the slow learning tests included
+	$(BIN)/python -m pytest
+
+bench: install ## Throughput and time-to-solve benchmarks (figures kept in docs/benchmarks.md)
+	$(BIN)/python scripts/bench.py
+
+clean: ## Remove the virtual environment and caches (outputs/ is kept)
+	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

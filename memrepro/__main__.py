@@ -1,0 +1,3 @@
+from memrepro.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""`memrepro`: the command line. A thin Hydra wrapper around `memrepro.run.run`.
+
+Before Hydra starts, the overrides are checked so that a wrong name or value ends in one line
+naming the problem (and nothing is written): Hydra's own messages run over several lines.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
+from memrepro.errors import ConfigError, MemreproError
+from memrepro.results import io
+from memrepro.run import CONFIG, build, check_resume_config, run
+
+HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
+GROUP_KEYS = {*GROUPS, "hydra/launcher"}
+
+
+def main() -> None:
+    register_resolvers()
+    args = sys.argv[1:]
+    if not HYDRA_FLAGS_WITHOUT_RUN & set(args):
+        try:
+            check_overrides(args)
+        except MemreproError as e:
+            fail(e)
+    _hydra_main()
+
+
+def fail(error: Exception) -> None:
+    print(f"memrepro: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_overrides(args: list[str]) -> None:
+    """Validate group choices (all sweep values) and, for a single run, the whole composition."""
+    overrides = [a for a in args if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception as e:  # Hydra's parser errors carry a multi-line grammar report
+        raise ConfigError(f"cannot parse the overrides: {str(e).splitlines()[0]}") from None
+    for o in parsed:
+        group = o.key_or_group
+        if group in GROUP_KEYS and not o.is_delete():
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+            for v in values:
+                check_option(group, v)
+    if "-m" in args or "--multirun" in args:
+        return
+    try:
+        cfg = compose(overrides)
+        OmegaConf.to_container(cfg, resolve=True)
+    except MemreproError:
+        raise
+    except Exception as e:
+        raise ConfigError(_one_line(e)) from None
+    build(cfg)  # every constructor validates its arguments: fail before Hydra creates a folder
+    if cfg.run_dir is not None:  # Hydra would write .hydra/ into it before run() checks it
+        io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
+        if cfg.resume:
+            check_resume_config(cfg, Path(cfg.run_dir))
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra/OmegaConf composition errors, reduced to their most telling line."""
+    cause = error.__cause__ or error
+    text = str(cause).splitlines()
+    if "not in struct" in str(cause) or "Could not override" in str(error):
+        key = str(error).split("'")[1] if "'" in str(error) else text[0]
+        return f"no setting {key!r} (check the spelling; `memrepro --cfg job` lists the settings, +{key}=... adds a new one)"
+    return " ".join(line.strip() for line in text if line.strip() and not line.startswith("    "))[:300]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> dict | None:
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    choices = hc.runtime.choices
+    meta = {
+        "model": choices.get("model"),
+        "task": choices.get("task"),
+        "trainer": choices.get("trainer"),
+        "experiment": choices.get("experiment"),
+        "overrides": list(hc.overrides.task),
+    }
+    if multirun:
+        cfg = _sweep_job_mode(cfg, run_dir)
+        if cfg is None:
+            return io.read_summary(run_dir)
+    try:
+        summary = run(cfg, run_dir, meta)
+    except MemreproError as e:
+        if not multirun:
+            fail(e)
+        print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {e}", file=sys.stderr)
+        return None
+    except Exception as e:
+        if not multirun:
+            raise
+        # One failing job must not take the sweep down: it is recorded in its summary.json.
+        print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    print_summary(summary, run_dir)
+    return summary
+
+
+def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
+    """In a sweep, ``resume=true`` re-runs only the jobs that did not finish: finished jobs are
+    skipped (None), interrupted ones continue from their checkpoint, failed ones start again."""
+    previous = io.read_summary(run_dir)
+    if previous is None and not (run_dir / io.CHECKPOINT).exists():
+        return _with(cfg, resume=False)
+    if not cfg.resume:
+        return cfg  # prepare_run_dir refuses to overwrite it, with the reason
+    if previous and previous.get("status") in ("completed", "solved"):
+        print(f"memrepro: {run_dir} finished already; skipped")
+        return None
+    if (run_dir / io.CHECKPOINT).exists():
+        return cfg
+    for name in (io.SUMMARY, io.METRICS, io.TIMING, CONFIG):
+        (run_dir / name).unlink(missing_ok=True)
+    return _with(cfg, resume=False)
+
+
+def _with(cfg: DictConfig, **values) -> DictConfig:
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.update(values)
+    return cfg
+
+
+def print_summary(summary: dict, run_dir: Path) -> None:
+    final = summary.get("final", {})
+    secs = summary.get("train_seconds") or 0
+    shown = {k: v for k, v in final.items() if not k.startswith("train_") and isinstance(v, (int, float))}
+    line = "  ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])
+    rate = summary.get("sequences_per_second") or 0
+    print(
+        f"\nmemrepro: {summary['model']} on {summary['task']} — {summary['status']} in {secs:.0f}s, "
+        f"{summary.get('sequences', 0):,} sequences ({rate:.0f} seq/s), {summary.get('parameters', 0):,} parameters\n"
+        f"  {line}\n"
+        f"  run folder: {run_dir}\n"
+        + "".join(f"  {name}: {run_dir / name}\n" for name in [io.SUMMARY, *summary.get("figures", [])] if (run_dir / name).exists())
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Config plumbing shared by the CLI, the report and the tests: where the configs live, the
+``${sc:...}`` scale resolver, the config groups' options, and composing a config without the CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from memrepro.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("model", "task", "trainer", "scale", "experiment")
+
+
+def scaled(which: str, paper_value, *, _root_) -> int:
+    """``${sc:steps,20000}`` -> 20000 x the chosen scale's ``steps`` fraction, at least 1."""
+    fraction = _root_.scale[which]
+    return max(1, int(round(float(paper_value) * fraction)))
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("sc"):
+        OmegaConf.register_new_resolver("sc", scaled)
+
+
+def options(group: str) -> list[str]:
+    """The names available in a config group (conf/<group>/*.yaml)."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def check_option(group: str, name: str) -> None:
+    if name not in options(group):
+        raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(options(group))}")
+
+
+def compose(overrides: list[str] | None = None):
+    """Compose the primary config with overrides, as the CLI would (for tests and notebooks)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
+
+
+register_resolvers()

@@ -1,0 +1,67 @@
+"""Figures: a run's training curves, and the sweep's convergence figure (mean ± std per model)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from memrepro.results import io  # noqa: E402
+from memrepro.train.losses import PRIMARY_METRIC  # noqa: E402
+
+
+def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
+    """curves.png for every run; returns the names of the figures written."""
+    metrics = pd.read_csv(Path(run_dir) / io.METRICS)
+    primary = PRIMARY_METRIC[task.output_kind]
+    panels = [("loss", [c for c in metrics if c.endswith("_loss")])]
+    panels.append((primary, [c for c in metrics if c.endswith(f"_{primary}")]))
+    known = {c for _, cols in panels for c in cols} | {"step", "sequences", "epoch", "lesson", "skipped"}
+    extra = [c for c in metrics if c not in known and not c.startswith("train_")]
+    if extra:
+        panels.append(("task metrics and diagnostics", extra))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, cols) in zip(axes[0], panels):
+        for c in cols:
+            ax.plot(metrics["sequences"], metrics[c], label=c, marker="." if len(metrics) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("sequences seen")
+        if title == "loss" and (metrics[cols] > 0).all().all():
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{type(model).__name__} on {type(task).__name__}")
+    fig.tight_layout()
+    fig.savefig(Path(run_dir) / io.CURVES, dpi=110)
+    plt.close(fig)
+    return [io.CURVES]
+
+
+def plot_convergence(curves: pd.DataFrame, metric: str, path: Path, title: str = "", x: str = "sequences", logy: bool = False) -> Path:
+    """One line per cell: the mean over seeds of ``metric`` against ``x``, with a ±std band.
+
+    ``curves`` has columns cell, task, seed, ``x`` and ``metric`` (one row per evaluation).
+    """
+    tasks = sorted(curves["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for cell, g in curves[curves["task"] == task].groupby("cell", sort=True):
+            stats = g.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+            line, = ax.plot(stats[x], stats["mean"], label=f"{cell} (n={g['seed'].nunique()})")
+            ax.fill_between(stats[x], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
+        ax.set_title(task)
+        ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(metric)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,278 @@
+"""The training loop: optimizer, clipping, curriculum, evaluation cadence, early stop,
+checkpoint/resume, progress bar and the metrics log. It knows nothing model- or task-specific.
+
+Two data regimes (chosen by the task, see `memrepro.tasks.base`):
+
+* online  — a fresh batch from `task.sample` at every update; evaluation every ``eval_every``
+  updates on a fixed set drawn once from the seed; final metrics = the last evaluation.
+* dataset — epochs over a fixed train split; validation after every epoch (and every
+  ``eval_every`` updates); the test metrics come from the best-validation weights (SMANN §4).
+
+Resume is exact: the checkpoint holds model, optimizer, scheduler, lesson, the data generator's
+and torch's RNG states, the epoch's shuffle order and the metrics log, so a resumed run ends with
+the same metrics as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from memrepro.errors import ConfigError, TrainingDiverged
+from memrepro.results import io
+from memrepro.tasks.base import Batch, Task, check_positive
+from memrepro.train.losses import PRIMARY_METRIC, loss_and_metrics
+
+EVAL_CHUNK = 512  # sequences per forward pass at evaluation, to bound memory on long sequences
+EVAL_SEED_OFFSET = 7919  # the evaluation data comes from its own stream, independent of training
+
+
+@dataclass
+class Progress:
+    """Everything about the loop's position that a checkpoint must restore."""
+
+    step: int = 0
+    sequences: int = 0
+    epoch: int = 0
+    epoch_order: torch.Tensor | None = None  # dataset regime: this epoch's shuffle order
+    epoch_pos: int = 0
+    lesson: int = 0
+    skipped: int = 0  # updates skipped for non-finite loss/gradients (nonfinite=skip)
+    train_sums: dict = field(default_factory=dict)  # running sums since the last evaluation
+    train_count: int = 0
+    best_val: float = math.inf
+    best_state: dict | None = None
+    solved_at: dict | None = None  # first evaluation that met early_stop: step, sequences, seconds
+    elapsed: float = 0.0  # training seconds before this process (resume)
+    rows: list = field(default_factory=list)
+    timing: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(
+        self,
+        optimizer: Callable,
+        scheduler: Callable | None = None,
+        batch_size: int = 32,
+        steps: int = 1000,
+        epochs: int = 10,
+        eval_every: int = 100,
+        checkpoint_every: int = 500,
+        clip_norm: float | None = 10.0,
+        clip_value: float | None = None,
+        early_stop: dict | None = None,
+        curriculum: dict | None = None,
+        nonfinite: str = "stop",
+        progress: bool = True,
+    ):
+        for name, value in [("batch_size", batch_size), ("steps", steps), ("epochs", epochs), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)]:
+            check_positive(f"trainer.{name}", value)
+        for name, value in [("clip_norm", clip_norm), ("clip_value", clip_value)]:
+            if value is not None:
+                check_positive(f"trainer.{name}", value)
+        if nonfinite not in ("stop", "skip"):
+            raise ConfigError(f"trainer.nonfinite={nonfinite!r}: choose stop or skip")
+        for name, rule in [("early_stop", early_stop), ("curriculum", curriculum)]:
+            if rule is not None and not (("metric" in rule and "value" in rule) or "every" in rule):
+                raise ConfigError(f"trainer.{name}={dict(rule)}: give {{metric: <name>, value: <threshold>}}" + (" or {every: <updates>}" if name == "curriculum" else ""))
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        self.batch_size, self.steps, self.epochs = batch_size, steps, epochs
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.early_stop, self.curriculum = early_stop, curriculum
+        self.nonfinite, self.progress = nonfinite, progress
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, model, task: Task, run_dir: Path, seed: int = 0, resume: bool = False, device="cpu") -> dict:
+        """Train ``model`` on ``task``; write metrics.csv/timing.csv/checkpoint.pt into ``run_dir``.
+        Returns the final metrics and run statistics (the caller writes summary.json)."""
+        run_dir = Path(run_dir)
+        self.model, self.task, self.device = model.to(device), task, torch.device(device)
+        self.optimizer = self.make_optimizer(model.parameters())
+        self.scheduler = self.make_scheduler(self.optimizer) if self.make_scheduler else None
+        self.generator = torch.Generator().manual_seed(seed)
+        self.ckpt_path = run_dir / io.CHECKPOINT
+        self.run_dir = run_dir
+        self.metric = PRIMARY_METRIC[task.output_kind]
+
+        eval_generator = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
+        if task.online:
+            task.set_lesson(task.num_lessons - 1)  # evaluate at full difficulty
+            self.eval_sets = {"eval": task.sample(task.eval_size, eval_generator)}
+            self.eval_sets.update(task.extra_eval_sets(eval_generator))
+            task.set_lesson(0)
+            self.splits = None
+            total = self.steps
+        else:
+            self.splits = task.make_splits(torch.Generator().manual_seed(seed))
+            self.eval_sets = {"val": self.splits["val"], **task.extra_eval_sets(eval_generator)}
+            total = self.epochs * math.ceil(len(self.splits["train"]) / self.batch_size)
+
+        self.state = Progress()
+        if resume:
+            self._restore(io.load_checkpoint(self.ckpt_path))
+        task.set_lesson(self.state.lesson)
+        self.start_time = time.perf_counter()
+        bar = tqdm(total=total, initial=self.state.step, disable=not self.progress, desc=f"{type(model).__name__}/{type(task).__name__}", dynamic_ncols=True, leave=False)
+        stop = False
+        while not stop and self.state.step < total:
+            batch = self._next_batch()
+            self._update(batch)
+            bar.update(1)
+            at_epoch_end = self.splits is not None and self.state.epoch_pos == 0
+            if self.state.step % self.eval_every == 0 or at_epoch_end or self.state.step == total:
+                row = self._evaluate()
+                bar.set_postfix(loss=f"{row.get('train_loss', math.nan):.4g}", **{self._key(): f"{row[self._key()]:.4g}"})
+                stop = self._advance(row)
+            if self.state.step % self.checkpoint_every == 0 or stop or self.state.step == total:
+                self._checkpoint()
+        bar.close()
+        return self._final()
+
+    # --- one update ---------------------------------------------------------------------------
+    def _next_batch(self) -> Batch:
+        s = self.state
+        if self.splits is None:
+            return self.task.sample(self.batch_size, self.generator).to(self.device)
+        train = self.splits["train"]
+        if s.epoch_order is None:
+            s.epoch_order = torch.randperm(len(train), generator=self.generator)
+        idx = s.epoch_order[s.epoch_pos : s.epoch_pos + self.batch_size]
+        s.epoch_pos += len(idx)
+        if s.epoch_pos >= len(train):
+            s.epoch, s.epoch_pos, s.epoch_order = s.epoch + 1, 0, None
+        return train[idx].to(self.device)
+
+    def _update(self, batch: Batch) -> None:
+        model, s = self.model, self.state
+        model.train()
+        outputs = model(batch.inputs)
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        total = loss + model.extra_loss()
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(model.parameters(), self.clip_value)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_norm or math.inf)
+        s.step += 1
+        s.sequences += len(batch)
+        if not (torch.isfinite(total) and torch.isfinite(grad_norm)):
+            if self.nonfinite == "stop":
+                last = f"last good checkpoint: {self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint was written yet"
+                raise TrainingDiverged(f"non-finite {'loss' if not torch.isfinite(total) else 'gradient'} at step {s.step}; {last} (lower the learning rate, clip gradients, or set trainer.nonfinite=skip)")
+            s.skipped += 1
+            return
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        for name, value in {"loss": loss.detach(), **metrics}.items():
+            s.train_sums[name] = s.train_sums.get(name, 0.0) + value.item()
+        s.train_count += 1
+
+    # --- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> dict[str, float]:
+        """Loss, standard metric and task metrics of the model on one fixed batch."""
+        self.model.eval()
+        outputs = torch.cat([self.model(batch.inputs[i : i + EVAL_CHUNK].to(self.device)).cpu() for i in range(0, len(batch), EVAL_CHUNK)])
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        return {"loss": loss.item(), **{k: v.item() for k, v in metrics.items()}, **self.task.metrics(outputs, batch)}
+
+    def _evaluate(self) -> dict:
+        s = self.state
+        n = max(s.train_count, 1)
+        row = {"step": s.step, "sequences": s.sequences, "epoch": s.epoch, "lesson": s.lesson}
+        row.update({f"train_{k}": v / n for k, v in s.train_sums.items()})
+        for name, batch in self.eval_sets.items():
+            row.update({f"{name}_{k}": v for k, v in self.evaluate(batch).items()})
+        row.update(self.model.diagnostics())
+        if s.skipped:
+            row["skipped"] = s.skipped
+        s.rows.append(row)
+        seconds = s.elapsed + time.perf_counter() - self.start_time
+        s.timing.append({"step": s.step, "sequences": s.sequences, "seconds": round(seconds, 3)})
+        s.train_sums, s.train_count = {}, 0
+        io.write_csv(self.run_dir / io.METRICS, s.rows)
+        io.write_csv(self.run_dir / io.TIMING, s.timing)
+        return row
+
+    def _key(self) -> str:
+        return f"{'eval' if self.splits is None else 'val'}_{self.metric}"
+
+    def _advance(self, row: dict) -> bool:
+        """Keep the best-validation weights, move the curriculum, decide early stop."""
+        s = self.state
+        if self.splits is not None and row[self._key()] < s.best_val:
+            s.best_val = row[self._key()]
+            s.best_state = copy.deepcopy(self.model.state_dict())
+        if self.curriculum and s.lesson < self.task.num_lessons - 1:
+            rule = self.curriculum
+            due = s.step % rule["every"] == 0 if "every" in rule else row.get(f"train_{rule['metric']}", math.inf) <= rule["value"]
+            if due:
+                s.lesson += 1
+                self.task.set_lesson(s.lesson)
+        if self.early_stop and s.lesson == self.task.num_lessons - 1:
+            value = row.get(self.early_stop["metric"])
+            if value is None:
+                raise ConfigError(f"trainer.early_stop.metric={self.early_stop['metric']!r}: not a logged metric; choose one of {', '.join(k for k in row if k not in ('step', 'sequences', 'epoch', 'lesson'))}")
+            if value <= self.early_stop["value"]:
+                s.solved_at = {"step": s.step, "sequences": s.sequences, "seconds": s.timing[-1]["seconds"]}
+                return True
+        return False
+
+    # --- checkpoint / resume ------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        s = self.state
+        s_elapsed = s.elapsed + time.perf_counter() - self.start_time
+        io.save_checkpoint(self.ckpt_path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "progress": {**vars(s), "elapsed": s_elapsed},
+        })
+
+    def _restore(self, ckpt: dict) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.scheduler:
+                self.scheduler.load_state_dict(ckpt["scheduler"])
+            self.generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            self.state = Progress(**ckpt["progress"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as e:
+            raise io.CheckpointError(f"checkpoint {self.ckpt_path} does not match this model/config ({type(e).__name__}): resume with the run's own settings, or start afresh") from None
+        # Rows logged after the checkpoint are recomputed, exactly, by the resumed run.
+        io.write_csv(self.run_dir / io.METRICS, self.state.rows)
+        io.write_csv(self.run_dir / io.TIMING, self.state.timing)
+
+    # --- the end ------------------------------------------------------------------------------
+    def _final(self) -> dict:
+        s = self.state
+        seconds = s.elapsed + time.perf_counter() - self.start_time if not s.timing else s.timing[-1]["seconds"]
+        result = {
+            "steps": s.step,
+            "sequences": s.sequences,
+            "epochs": s.epoch,
+            "lesson": s.lesson,
+            "train_seconds": seconds,
+            "sequences_per_second": s.sequences / seconds if seconds > 0 else None,
+            "skipped_updates": s.skipped,
+            "solved_at": s.solved_at,
+            "final": {k: v for k, v in s.rows[-1].items() if k not in ("step", "sequences", "epoch", "lesson")},
+        }
+        if self.splits is not None:
+            # The SMANN protocol: test metrics of the best-validation weights.
+            if s.best_state is not None:
+                self.model.load_state_dict(s.best_state)
+            result["best_val"] = s.best_val
+            result["final"].update({f"test_{k}": v for k, v in self.evaluate(self.splits["test"]).items()})
+        return result

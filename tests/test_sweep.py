@@ -1,0 +1,50 @@
+"""A sweep end to end: jobs, a failing job isolated, the report's table and figure, and a resumed
+sweep that re-runs only what did not finish."""
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import SMOKE, run_cli
+from memrepro.results.report import report
+
+SWEEP = ["-m", "task=copy", "task.lengths=[1,4]", "task.eval_lengths=[6]", *SMOKE]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("sweep")
+    proc = run_cli([*SWEEP, "model=rnn,lstm", "model.hidden_size=16", "seed=0,1", "hydra.sweep.dir=sweep"], cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "sweep"
+
+
+def test_report_has_one_row_per_model_with_mean_and_std(sweep):
+    written = report(sweep)
+    table = pd.read_csv(written["csv"])
+    assert sorted(table["cell"]) == ["lstm", "rnn"] and list(table["n"]) == [2, 2]
+    runs = [json.loads(p.read_text()) for p in sweep.rglob("summary.json")]
+    lstm = [r["final"]["eval_bit_errors"] for r in runs if r["model"] == "lstm"]
+    row = table[table["cell"] == "lstm"].iloc[0]
+    assert row["eval_bit_errors_mean"] == pytest.approx(sum(lstm) / 2, rel=1e-5)
+    assert row["eval_bit_errors_std"] == pytest.approx(pd.Series(lstm).std(), rel=1e-4, abs=1e-9)
+    assert row["parameters"] == next(r["parameters"] for r in runs if r["model"] == "lstm")
+    md = written["md"].read_text()
+    assert "±" in md and "| lstm" in md and written["figure"].stat().st_size > 10_000
+
+
+def test_failing_job_is_recorded_and_the_rest_finish(tmp_path):
+    # hidden_size=0 fails at construction in its job only; the sweep and the report go on
+    proc = run_cli([*SWEEP, "model=lstm", "model.hidden_size=8,0", "hydra.sweep.dir=s"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "failed: model.hidden_size=0" in proc.stderr
+    statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "s").rglob("summary.json")}
+    assert sorted(statuses.values()) == ["completed", "failed"]
+    md = report(tmp_path / "s")["md"].read_text()
+    assert "did not finish" in md and "model.hidden_size=0" in md
+
+    # resume=true re-runs only the unfinished job
+    done = next(tmp_path.glob("s/*hidden_size=8*/metrics.csv"))
+    mtime = done.stat().st_mtime_ns
+    again = run_cli([*SWEEP, "model=lstm", "model.hidden_size=8,0", "hydra.sweep.dir=s", "resume=true"], tmp_path)
+    assert "finished already; skipped" in again.stdout and done.stat().st_mtime_ns == mtime
