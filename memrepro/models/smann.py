@@ -34,17 +34,17 @@ from memrepro.models.recurrent import check_dropout
 from memrepro.tasks.base import check_positive
 
 
-# --- memory access (NTM/DNC primitives; the same signatures as memrepro.models.memory) --------------
-def content_weighting(memory: Tensor, key: Tensor, beta: Tensor) -> Tensor:
-    """softmax_i(β · cos(M_i, k)): memory [B, N, W], key [B, W], beta [B, 1] -> weights [B, N]."""
-    cosine = F.cosine_similarity(memory, key.unsqueeze(1), dim=-1, eps=1e-8)
-    return torch.softmax(beta * cosine, dim=-1)
+# --- memory access: local stand-ins with the signatures and shapes of memrepro.models.memory ------
+# (NTM eqs. 2-6; memory [B, N, W], one head: keys/erase/add [B, 1, W], strengths [B, 1], weights [B, 1, N])
+def content_weighting(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
+    """softmax_i(β · cos(k, M_i)) for each head."""
+    cosine = F.normalize(keys, dim=-1, eps=1e-6) @ F.normalize(memory, dim=-1, eps=1e-6).transpose(-1, -2)
+    return torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1)
 
 
-def erase_add_write(memory: Tensor, w: Tensor, erase: Tensor, add: Tensor) -> Tensor:
-    """M ⊙ (1 − w eᵀ) + w aᵀ: memory [B, N, W], w [B, N], erase/add [B, W]."""
-    w = w.unsqueeze(-1)
-    return memory * (1 - w * erase.unsqueeze(1)) + w * add.unsqueeze(1)
+def erase_add_write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
+    """M ⊙ (1 − w eᵀ) + w aᵀ (one write head)."""
+    return memory * (1 - weights.transpose(-1, -2) @ erase) + weights.transpose(-1, -2) @ add
 
 
 # --- the mask -------------------------------------------------------------------------------------
@@ -194,11 +194,11 @@ class SMANN(NC):
     def access(self, memory: Tensor, iface_t: Tensor) -> tuple[Tensor, Tensor]:
         """Write then read at one step: (new memory, read vector)."""
         W = self.memory_width
-        k_w, b_w, erase, add, k_r, b_r = iface_t.split([W, 1, W, W, W, 1], dim=-1)
-        w = content_weighting(memory, k_w, F.softplus(b_w))
+        k_w, b_w, erase, add, k_r, b_r = iface_t.unsqueeze(1).split([W, 1, W, W, W, 1], dim=-1)  # one head each
+        w = content_weighting(memory, k_w, F.softplus(b_w[..., 0]))
         memory = erase_add_write(memory, w, torch.sigmoid(erase), torch.tanh(add))
-        w = content_weighting(memory, k_r, F.softplus(b_r))
-        return memory, torch.einsum("bn,bnw->bw", w, memory)
+        w = content_weighting(memory, k_r, F.softplus(b_r[..., 0]))
+        return memory, (w @ memory)[:, 0]
 
     def gated_access(self, memory: Tensor, read: Tensor, iface_t: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
         new_memory, new_read = self.access(memory, iface_t)
