@@ -4,11 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SCALE  ?= quick
 JOBS   ?= 1
+TABLES := $(sort $(subst _,-,$(basename $(notdir $(wildcard memrepro/papers/*.yaml)))))
+LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 # The main job of `make run`: a small embedded default (no download), about two minutes on 2 CPU cores.
 RUN_ARGS ?= model=lstm task=copy scale=quick
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench clean
+.PHONY: help install run test test-full bench tables clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,10 +21,10 @@ $(BIN)/python:
 # torch is pinned to the CPU wheel first, so that nothing later pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,sweep]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,sweep,slurm]'
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install memrepro with its dev and sweep extras
+install: $(VENV)/.installed ## Create .venv and install memrepro with its dev, sweep and slurm extras
 
 run: install ## Set up and run the main job (LSTM on copy, ~2 min on 2 cores); prints where its results are
 	$(BIN)/memrepro $(RUN_ARGS)
@@ -35,6 +37,14 @@ test-full: install ## All tests, the slow learning tests included
 
 bench: install ## Throughput and time-to-solve benchmarks (figures kept in docs/benchmarks.md)
 	$(BIN)/python scripts/bench.py
+
+table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 (re-running skips finished jobs)
+	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER)
+	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE)
+
+tables: install ## Every paper table, then outputs/tables/index.md (SCALE=quick also regenerates docs/REPRODUCTION.md)
+	@for t in $(TABLES); do $(MAKE) --no-print-directory table-$$t || echo "table-$$t did not finish"; done
+	$(BIN)/memrepro-report --index outputs/tables $(if $(filter quick,$(SCALE)),--doc docs/REPRODUCTION.md)
 
 clean: ## Remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

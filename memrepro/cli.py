@@ -5,6 +5,7 @@ naming the problem (and nothing is written): Hydra's own messages run over sever
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
-from memrepro.run import CONFIG, build, check_resume_config, run
+from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
-GROUP_KEYS = {*GROUPS, "hydra/launcher"}
+GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks those names itself
 
 
 def main() -> None:
@@ -52,6 +53,7 @@ def check_overrides(args: list[str]) -> None:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
             for v in values:
                 check_option(group, v)
+    _check_output_root(parsed)
     if "-m" in args or "--multirun" in args:
         return
     try:
@@ -61,11 +63,25 @@ def check_overrides(args: list[str]) -> None:
         raise
     except Exception as e:
         raise ConfigError(_one_line(e)) from None
-    build(cfg)  # every constructor validates its arguments: fail before Hydra creates a folder
-    if cfg.run_dir is not None:  # Hydra would write .hydra/ into it before run() checks it
+    # Everything run() would reject, rejected before Hydra creates or touches a folder:
+    check_runtime(cfg)
+    build(cfg)  # every constructor validates its arguments
+    if cfg.run_dir is not None:
         io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
         if cfg.resume:
             check_resume_config(cfg, Path(cfg.run_dir))
+            io.load_checkpoint(Path(cfg.run_dir) / io.CHECKPOINT)
+
+
+def _check_output_root(parsed) -> None:
+    """Hydra creates the run/sweep folder itself: make sure it can, before anything starts."""
+    roots = {o.key_or_group: o.value() for o in parsed if o.key_or_group in ("hydra.run.dir", "hydra.sweep.dir", "run_dir")}
+    for root in list(roots.values()) or ["outputs"]:
+        path = Path(str(root)).absolute()
+        while not path.exists():
+            path = path.parent
+        if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot write under {path}: run from a writable folder or set run_dir=<writable path>")
 
 
 def _one_line(error: Exception) -> str:
@@ -140,7 +156,8 @@ def _with(cfg: DictConfig, **values) -> DictConfig:
 def print_summary(summary: dict, run_dir: Path) -> None:
     final = summary.get("final", {})
     secs = summary.get("train_seconds") or 0
-    shown = {k: v for k, v in final.items() if not k.startswith("train_") and isinstance(v, (int, float))}
+    # test metrics first: in the dataset regime they are the result (best-validation weights)
+    shown = {k: v for k, v in sorted(final.items(), key=lambda kv: not kv[0].startswith("test_")) if not k.startswith(("train_", "trainset_")) and isinstance(v, (int, float))}
     line = "  ".join(f"{k} {v:.4g}" for k, v in list(shown.items())[:8])
     rate = summary.get("sequences_per_second") or 0
     print(

@@ -18,9 +18,15 @@ def scaled(which: str, paper_value, *, _root_) -> int:
     return max(1, int(round(float(paper_value) * fraction)))
 
 
+def first_set(*values):
+    """``${first:${run_dir},outputs/runs/...}``: the first value that is not null."""
+    return next((v for v in values if v is not None), None)
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("sc"):
-        OmegaConf.register_new_resolver("sc", scaled)
+    for name, fn in (("sc", scaled), ("first", first_set)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def options(group: str) -> list[str]:

@@ -40,9 +40,21 @@ def _instantiate(node: DictConfig, group: str, **kwargs):
         if isinstance(cause, TypeError) and "argument" in str(cause):
             # e.g. "__init__() got an unexpected keyword argument 'hidden'": a misspelt setting
             raise ConfigError(f"{group}: {str(cause).split('() ', 1)[-1]} (see `memrepro {group}=<name> --cfg job` for its settings)") from None
-        if isinstance(cause, (TypeError, ValueError)):
-            raise ConfigError(f"{group}: {cause}") from None
-        raise
+        raise ConfigError(f"{group}: {str(cause or e).splitlines()[0]}") from None
+
+
+def check_runtime(cfg: DictConfig) -> torch.device:
+    """The run-level settings: seed, threads and an available device."""
+    for name, minimum in (("seed", 0), ("threads", 0)):
+        value = cfg[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise ConfigError(f"{name}={value!r}: must be an integer ≥ {minimum}")
+    try:
+        device = torch.device(cfg.device)
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise ConfigError(f"device={cfg.device!r} is not available here ({str(e).splitlines()[0]}); use device=cpu") from None
+    return device
 
 
 def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
@@ -51,9 +63,9 @@ def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
     ``meta`` carries what only the CLI knows (the chosen config names, the overrides).
     """
     run_dir = io.prepare_run_dir(Path(run_dir), cfg.resume)
+    device = check_runtime(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _check_device(cfg.device)
     started = time.time()
     summary = {
         "status": "running",
@@ -61,6 +73,7 @@ def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
         "seed": cfg.seed,
         "scale": cfg.scale.name,
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "started_at": started,
         "host": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)},
     }
     try:
@@ -89,15 +102,6 @@ def run(cfg: DictConfig, run_dir: str | Path, meta: dict | None = None) -> dict:
         summary["figures"] = plot_run(run_dir, model, task, trainer)
         io.write_json(run_dir / io.SUMMARY, summary)
     return summary
-
-
-def _check_device(name: str) -> torch.device:
-    try:
-        device = torch.device(name)
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as e:
-        raise ConfigError(f"device={name!r} is not available here ({str(e).splitlines()[0]}); use device=cpu") from None
-    return device
 
 
 def resolved_config(cfg: DictConfig) -> dict:

@@ -104,3 +104,10 @@ def test_resume_with_other_settings_is_refused(finished_run):
     proc = run_cli([*COPY, *SMOKE, "model.hidden_size=32", f"run_dir={run_dir}", "resume=true"], cwd)
     assert_one_line_error(proc, "differ", "model.hidden_size")
     assert snapshot(run_dir) == before
+
+
+def test_each_run_gets_its_own_folder_under_outputs(tmp_path):
+    for _ in range(2):
+        assert run_cli([*COPY, *SMOKE, "trainer.steps=2"], tmp_path).returncode == 0
+    folders = sorted((tmp_path / "outputs/runs").iterdir())
+    assert len(folders) == 2 and all(f.name.endswith("_lstm_copy") and (f / "summary.json").exists() for f in folders)

@@ -21,7 +21,7 @@ def sweep(tmp_path_factory):
 
 def test_report_has_one_row_per_model_with_mean_and_std(sweep):
     written = report(sweep)
-    table = pd.read_csv(written["csv"])
+    table = pd.read_csv(written["cells_csv"])
     assert sorted(table["cell"]) == ["lstm", "rnn"] and list(table["n"]) == [2, 2]
     runs = [json.loads(p.read_text()) for p in sweep.rglob("summary.json")]
     lstm = [r["final"]["eval_bit_errors"] for r in runs if r["model"] == "lstm"]
@@ -29,7 +29,7 @@ def test_report_has_one_row_per_model_with_mean_and_std(sweep):
     assert row["eval_bit_errors_mean"] == pytest.approx(sum(lstm) / 2, rel=1e-5)
     assert row["eval_bit_errors_std"] == pytest.approx(pd.Series(lstm).std(), rel=1e-4, abs=1e-9)
     assert row["parameters"] == next(r["parameters"] for r in runs if r["model"] == "lstm")
-    md = written["md"].read_text()
+    md = written["cells_md"].read_text()
     assert "±" in md and "| lstm" in md and written["figure"].stat().st_size > 10_000
 
 
@@ -40,7 +40,7 @@ def test_failing_job_is_recorded_and_the_rest_finish(tmp_path):
     assert "failed: model.hidden_size=0" in proc.stderr
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "s").rglob("summary.json")}
     assert sorted(statuses.values()) == ["completed", "failed"]
-    md = report(tmp_path / "s")["md"].read_text()
+    md = report(tmp_path / "s")["cells_md"].read_text()
     assert "did not finish" in md and "model.hidden_size=0" in md
 
     # resume=true re-runs only the unfinished job

@@ -59,7 +59,8 @@ def test_dataset_regime_reports_test_of_best_validation(tmp_path):
     rows = pd.read_csv(tmp_path / io.METRICS)
     # 140 training sequences in batches of 50 -> 3 updates per epoch, validation at each epoch end
     assert list(rows["epoch"]) == [1, 2, 3, 4]
-    assert result["best_val"] == pytest.approx(rows["val_bit_errors"].min(), rel=1e-5)
+    assert result["best_val"] == pytest.approx(rows["val_loss"].min(), rel=1e-5)
+    assert "trainset_bit_errors" in rows
     assert "test_bit_errors" in result["final"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from memrepro.results import io
 
@@ -13,6 +14,15 @@ AXIS_KEYS = ("seed", "model", "task", "scale", "experiment", "resume", "run_dir"
 
 def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).rglob(io.SUMMARY))
+
+
+def paper_of(root: Path) -> str | None:
+    """The paper table a sweep reproduces: the ``paper`` key of its experiment config."""
+    for run_dir in find_runs(root):
+        config = run_dir / "config.yaml"
+        if config.exists():
+            return yaml.safe_load(config.read_text()).get("paper")
+    return None
 
 
 def _settings(overrides: list[str]) -> dict[str, str]:
@@ -47,6 +57,11 @@ def load_runs(root: Path) -> pd.DataFrame:
             "parameters": s.get("parameters"),
             "sequences": s.get("sequences"),
             "train_seconds": s.get("train_seconds"),
+            "wall_seconds": s.get("wall_seconds"),
+            "started_at": s.get("started_at"),
+            "scale": s.get("scale"),
+            "experiment": s.get("experiment"),
+            "overrides": s.get("overrides", []),
             **{k: v for k, v in (s.get("final") or {}).items()},
         })
     return pd.DataFrame(rows)
@@ -75,5 +90,5 @@ def summarise(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def final_metric_columns(runs: pd.DataFrame) -> list[str]:
     """The evaluation metrics present in the runs' summaries (training averages left out)."""
-    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds"}
+    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds", "wall_seconds", "started_at", "scale", "experiment", "overrides"}
     return [c for c in runs.columns if c not in identity and not c.startswith("train_") and pd.api.types.is_numeric_dtype(runs[c])]

@@ -1,19 +1,28 @@
-"""`memrepro-report <sweep dir>`: table.md / table.csv (one row per model x task cell, mean ± std
-over seeds of each final metric, n seeds, parameter count) and convergence.png (mean curve with a
-±std band per cell), written into the sweep folder."""
+"""`memrepro-report <sweep dir>`: the tables and figures of a sweep.
+
+* every sweep: ``cells.md/.csv`` — one row per model x task cell, mean ± std over seeds of each
+  final metric, n seeds, parameter count — and ``convergence.png`` (mean curve, ±std band per cell);
+* a sweep of a paper experiment (its config names ``paper: <id>``): ``table.md/.csv/.tex`` with the
+  paper's numbers beside ours, verdicts and the paper's claims checked (see `tables.py`).
+  Without a paper, ``table.md/.csv`` are the cells table.
+
+`memrepro-report --index outputs/tables` gathers every reproduced table into ``index.md`` (and
+``--doc docs/REPRODUCTION.md`` writes the same page for the repository).
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from memrepro.errors import MemreproError
-from memrepro.results import aggregate
+from memrepro.results import aggregate, tables
 from memrepro.results.plots import plot_convergence
 
-LOWER_IS_BETTER_HINT = "all metrics: lower is better"
+CURVE_METRICS = ("eval_bit_errors", "eval_error", "eval_mse", "eval_nll", "val_error", "val_mse", "val_nll", "val_bit_errors")
 
 
 def fmt(mean: float, std: float, n: int) -> str:
@@ -22,7 +31,7 @@ def fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.4g}" if n < 2 or pd.isna(std) else f"{mean:.4g} ± {std:.2g}"
 
 
-def table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+def cells_table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """The human table: one row per cell, 'mean ± std' strings."""
     s = aggregate.summarise(runs, metrics)
     out = s[["task", "cell", "n", "parameters"]].copy()
@@ -31,51 +40,85 @@ def table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return out
 
 
-def curve_metric(curves: pd.DataFrame, preferred: str | None) -> str | None:
-    if preferred:
-        return preferred
-    for name in ("eval_bit_errors", "eval_error", "eval_mse", "eval_nll", "val_error", "val_mse", "val_nll", "val_bit_errors"):
-        if name in curves:
-            return name
-    return None
-
-
 def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise MemreproError(f"{sweep_dir} is not a folder: give the sweep folder (outputs/sweeps/<time>)")
     out_dir = Path(out_dir or sweep_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     runs = aggregate.load_runs(sweep_dir)
     if runs.empty:
         raise MemreproError(f"no run folders (summary.json) under {sweep_dir}")
+    paper_id = aggregate.paper_of(sweep_dir)
+    stem = "cells" if paper_id else "table"
     metrics = aggregate.final_metric_columns(runs)
-    t = table(runs, metrics)
-    written = {"csv": out_dir / "table.csv", "md": out_dir / "table.md"}
-    aggregate.summarise(runs, metrics).to_csv(written["csv"], index=False, float_format="%.6g")
+    written = {"cells_csv": out_dir / f"{stem}.csv", "cells_md": out_dir / f"{stem}.md"}
+    aggregate.summarise(runs, metrics).to_csv(written["cells_csv"], index=False, float_format="%.6g")
     failed = runs[~runs["status"].isin(["completed", "solved"])]
-    lines = [f"# {sweep_dir.name}", "", f"{len(runs)} runs, {len(failed)} not finished; mean ± std over seeds ({LOWER_IS_BETTER_HINT}).", "", t.to_markdown(index=False)]
+    lines = [f"# {sweep_dir.name}", "", f"{len(runs)} runs, {len(failed)} not finished; mean ± std over seeds (all metrics: lower is better).", "",
+             cells_table(runs, metrics).to_markdown(index=False)]
     if len(failed):
         lines += ["", "## Runs that did not finish", "", failed[["run_dir", "status", "error"]].to_markdown(index=False)]
-    written["md"].write_text("\n".join(lines) + "\n")
+    written["cells_md"].write_text("\n".join(lines) + "\n")
+    if paper_id:
+        scale = runs["scale"].dropna().iloc[0] if runs["scale"].notna().any() else "?"
+        experiment = runs["experiment"].dropna().iloc[0] if runs["experiment"].notna().any() else None
+        written.update(tables.paper_report(runs, tables.load_paper(paper_id), out_dir, scale, experiment))
     curves = aggregate.load_curves(sweep_dir, runs)
-    m = curve_metric(curves, metric)
+    m = metric or next((c for c in CURVE_METRICS if c in curves), None)
     if m is not None and m in curves:
-        written["figure"] = plot_convergence(curves, m, out_dir / "convergence.png", title=sweep_dir.name)
+        written["figure"] = plot_convergence(curves, m, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
     return written
+
+
+def index(tables_dir: Path, doc: Path | None = None) -> Path:
+    """index.md over every reproduced table under ``tables_dir`` (<id>/<scale>/table.md), listing
+    the paper tables not yet run with the reason."""
+    tables_dir = Path(tables_dir)
+    done = {p.parent for p in tables_dir.glob("*/*/table.md")}
+    lines = ["# Reproduction status", "",
+             "Generated by `make tables` from the runs under `outputs/tables/`; never edited by hand. "
+             "Each section is one table or figure of the source papers, with our numbers beside the published ones.", ""]
+    summary = []
+    for paper_id in tables.paper_ids():
+        folders = sorted(d for d in done if d.parent.name == paper_id)
+        if not folders:
+            summary.append({"table": paper_id, "scale": "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": f"not run yet: `make table-{paper_id}`"})
+            continue
+        for d in folders:
+            st = json.loads((d / "status.json").read_text())
+            summary.append({"table": paper_id, "scale": d.name, "wall time (min)": st["wall_minutes"],
+                            "rows matching": f"{st['rows_matching']}/{st['rows_run']} run ({st['rows']} rows)",
+                            "claims holding": f"{st['claims_holding']}/{st['claims_checked']}" if st["claims_checked"] else "—", "status": "run"})
+    lines += [pd.DataFrame(summary).to_markdown(index=False), ""]
+    for d in sorted(done):
+        lines += ["---", "", (d / "table.md").read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
+    text = "\n".join(lines)
+    out = tables_dir / "index.md"
+    out.write_text(text)
+    if doc:
+        Path(doc).write_text(text)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="memrepro-report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder (outputs/sweeps/<time>) or any folder of run folders")
+    parser.add_argument("sweep_dir", type=Path, help="a sweep folder (outputs/sweeps/<time>), or with --index the tables folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep folder)")
     parser.add_argument("--metric", default=None, help="metric of the convergence figure (default: the eval set's primary metric)")
+    parser.add_argument("--index", action="store_true", help="write index.md over every table under sweep_dir")
+    parser.add_argument("--doc", type=Path, default=None, help="with --index: also write this page (docs/REPRODUCTION.md)")
     args = parser.parse_args(argv)
     try:
+        if args.index:
+            print(f"index: {index(args.sweep_dir, args.doc)}")
+            return
         written = report(args.sweep_dir, args.out, args.metric)
     except MemreproError as e:
         print(f"memrepro-report: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(Path(written["md"]).read_text())
+    main_table = written.get("md", written["cells_md"])
+    print(Path(main_table).read_text())
     for kind, path in written.items():
         print(f"{kind}: {path}")
 

@@ -149,3 +149,9 @@ def check_range(name: str, lo, hi) -> None:
     check_positive(f"{name}[1]", hi)
     if lo > hi:
         raise ConfigError(f"{name}=[{lo}, {hi}]: the minimum exceeds the maximum")
+
+
+def check_int(name: str, value, minimum: int = 1) -> None:
+    """Raise a one-line ConfigError unless ``value`` is an integer ≥ ``minimum`` (lengths, counts)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name}={value!r}: must be an integer ≥ {minimum}")

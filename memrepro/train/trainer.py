@@ -6,7 +6,9 @@ Two data regimes (chosen by the task, see `memrepro.tasks.base`):
 * online  — a fresh batch from `task.sample` at every update; evaluation every ``eval_every``
   updates on a fixed set drawn once from the seed; final metrics = the last evaluation.
 * dataset — epochs over a fixed train split; validation after every epoch (and every
-  ``eval_every`` updates); the test metrics come from the best-validation weights (SMANN §4).
+  ``eval_every`` updates); the test metrics come from the weights of the lowest validation
+  ``best_metric`` (default the loss: "the model parameters with the minimum validation loss",
+  SMANN §4). A fixed slice of the training split (``trainset_*``) is evaluated beside it.
 
 Resume is exact: the checkpoint holds model, optimizer, scheduler, lesson, the data generator's
 and torch's RNG states, the epoch's shuffle order and the metrics log, so a resumed run ends with
@@ -69,6 +71,7 @@ class Trainer:
         early_stop: dict | None = None,
         curriculum: dict | None = None,
         nonfinite: str = "stop",
+        best_metric: str = "loss",
         progress: bool = True,
     ):
         for name, value in [("batch_size", batch_size), ("steps", steps), ("epochs", epochs), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)]:
@@ -81,12 +84,17 @@ class Trainer:
         for name, rule in [("early_stop", early_stop), ("curriculum", curriculum)]:
             if rule is not None and not (("metric" in rule and "value" in rule) or "every" in rule):
                 raise ConfigError(f"trainer.{name}={dict(rule)}: give {{metric: <name>, value: <threshold>}}" + (" or {every: <updates>}" if name == "curriculum" else ""))
+        try:  # a wrong optimizer setting should fail now, not after the data is built
+            optimizer([torch.zeros(1, requires_grad=True)])
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"trainer.optimizer: {e}") from None
         self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.batch_size, self.steps, self.epochs = batch_size, steps, epochs
         self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.early_stop, self.curriculum = early_stop, curriculum
         self.nonfinite, self.progress = nonfinite, progress
+        self.best_metric = best_metric
 
     # ------------------------------------------------------------------------------------------
     def fit(self, model, task: Task, run_dir: Path, seed: int = 0, resume: bool = False, device="cpu") -> dict:
@@ -111,7 +119,9 @@ class Trainer:
             total = self.steps
         else:
             self.splits = task.make_splits(torch.Generator().manual_seed(seed))
-            self.eval_sets = {"val": self.splits["val"], **task.extra_eval_sets(eval_generator)}
+            # a fixed slice of the training split, so train and test curves share every metric
+            trainset = self.splits["train"][: task.eval_size]
+            self.eval_sets = {"val": self.splits["val"], "trainset": trainset, **task.extra_eval_sets(eval_generator)}
             total = self.epochs * math.ceil(len(self.splits["train"]) / self.batch_size)
 
         self.state = Progress()
@@ -208,8 +218,10 @@ class Trainer:
     def _advance(self, row: dict) -> bool:
         """Keep the best-validation weights, move the curriculum, decide early stop."""
         s = self.state
-        if self.splits is not None and row[self._key()] < s.best_val:
-            s.best_val = row[self._key()]
+        if self.splits is not None and f"val_{self.best_metric}" not in row:
+            raise ConfigError(f"trainer.best_metric={self.best_metric!r}: not a validation metric; choose one of {', '.join(k[4:] for k in row if k.startswith('val_'))}")
+        if self.splits is not None and row[f"val_{self.best_metric}"] < s.best_val:
+            s.best_val = row[f"val_{self.best_metric}"]
             s.best_state = copy.deepcopy(self.model.state_dict())
         if self.curriculum and s.lesson < self.task.num_lessons - 1:
             rule = self.curriculum

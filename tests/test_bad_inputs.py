@@ -1,0 +1,90 @@
+"""A catalogue of bad inputs: each ends in one line naming the problem, a non-zero exit, no
+traceback, and no existing file modified. The CLI runs in-process (its checks run before Hydra
+starts), which keeps this catalogue fast."""
+import sys
+
+import pytest
+
+from conftest import SMOKE
+from memrepro import cli
+
+BASE = ["task=copy", "model=lstm"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A folder holding one finished run, a corrupt checkpoint and a file in the way."""
+    from memrepro.config import compose
+    from memrepro.run import run
+
+    root = tmp_path_factory.mktemp("bad")
+    run(compose([*BASE, *SMOKE]), root / "outputs/good", {"model": "lstm", "task": "copy"})
+    corrupt = root / "outputs/corrupt"
+    run(compose([*BASE, *SMOKE]), corrupt, {"model": "lstm", "task": "copy"})
+    (corrupt / "checkpoint.pt").write_bytes(b"\x80\x02garbage")
+    (root / "afile").write_text("not a folder")
+    return root
+
+
+CASES = {
+    "unknown model": (["model=lstmm"], "unknown model 'lstmm'"),
+    "unknown task": (["task=copi"], "unknown task 'copi'"),
+    "unknown trainer": (["trainer=fast"], "unknown trainer 'fast'"),
+    "unknown scale": (["scale=huge"], "unknown scale 'huge'"),
+    "unknown experiment": (["experiment=nope"], "unknown experiment 'nope'"),
+    "unknown model in a sweep": (["-m", "model=rnn,foo"], "unknown model 'foo'"),
+    "misspelt setting": (["model.hiden_size=4"], "model.hiden_size"),
+    "unparsable override": (["model.hidden_size=[1,"], "cannot parse"),
+    "zero hidden size": (["model.hidden_size=0"], "model.hidden_size=0"),
+    "negative hidden size": (["model.hidden_size=-5"], "model.hidden_size=-5"),
+    "non-numeric hidden size": (["model.hidden_size=abc"], "model.hidden_size='abc'"),
+    "zero layers": (["model.num_layers=0"], "model.num_layers=0"),
+    "dropout of 1.5": (["model.dropout=1.5"], "model.dropout=1.5"),
+    "ffnn zero layer": (["model=ffnn", "model.hidden_sizes=[8,0]"], "model.hidden_sizes[1]=0"),
+    "unknown activation": (["model=ffnn", "model.activation=swish"], "model.activation='swish'"),
+    "negative length": (["task.lengths=[-3,5]"], "task.lengths"),
+    "inverted length range": (["task.lengths=[5,2]"], "task.lengths"),
+    "zero bits": (["task.bits=0"], "task.bits"),
+    "zero eval size": (["task.eval_size=0"], "task.eval_size=0"),
+    "empty split": (["task=add", "task.splits=[1.0,0.0,0.0]"], "empty"),
+    "two splits": (["task=add", "task.splits=[0.8,0.2]"], "task.splits"),
+    "negative dataset": (["task=add", "task.dataset_size=-1"], "task.dataset_size=-1"),
+    "zero add length": (["task=add", "task.length=0"], "task.length=0"),
+    "zero batch": (["trainer.batch_size=0"], "trainer.batch_size=0"),
+    "negative steps": (["trainer.steps=-1"], "trainer.steps=-1"),
+    "non-numeric learning rate": (["trainer.optimizer.lr=fast"], "trainer.optimizer"),
+    "negative learning rate": (["trainer.optimizer.lr=-0.1"], "trainer.optimizer"),
+    "unknown optimizer": (["trainer.optimizer._target_=torch.optim.Nope"], "trainer"),
+    "negative clip": (["trainer.clip_norm=-1"], "trainer.clip_norm=-1"),
+    "bad nonfinite policy": (["trainer.nonfinite=ignore"], "trainer.nonfinite='ignore'"),
+    "early stop without metric": (["trainer.early_stop={value:1}"], "trainer.early_stop"),
+    "non-numeric seed": (["seed=abc"], "seed='abc'"),
+    "negative threads": (["threads=-1"], "threads=-1"),
+    "missing device": (["device=cuda:7"], "device='cuda:7'"),
+    "existing run without resume": (["run_dir={root}/outputs/good"], "already holds a run"),
+    "resume of nothing": (["run_dir={root}/outputs/none", "resume=true"], "holds no run"),
+    "resume with other settings": (["run_dir={root}/outputs/good", "resume=true", "model.hidden_size=9"], "differ"),
+    "corrupt checkpoint": (["run_dir={root}/outputs/corrupt", "resume=true"], "unreadable"),
+    "output under a file": (["run_dir={root}/afile/run"], "cannot write under"),
+}
+
+
+def snapshot(folder):
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("args, expected", list(CASES.values()), ids=list(CASES))
+def test_bad_input(args, expected, workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    before = snapshot(workdir)
+    argv = [a.replace("{root}", str(workdir)) for a in [*BASE, *SMOKE, *args]]
+    if "-m" in argv:
+        argv = ["-m", *[a for a in argv if a != "-m"]]
+    monkeypatch.setattr(sys, "argv", ["memrepro", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code not in (0, None)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("memrepro: error: ") and expected in err, err
+    assert snapshot(workdir) == before
