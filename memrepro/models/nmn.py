@@ -152,9 +152,9 @@ class NMN(SequenceModel):
         layers, last = [], input_size
         for i, h in enumerate(hidden_sizes):
             check_positive(f"model.hidden_sizes[{i}]", h)
-            if memory and h <= neighbours:
-                raise ConfigError(f"model.hidden_sizes[{i}]={h}: needs more units than model.neighbours={neighbours}")
             layer = MemoryLayer(last, h, input_size, write, addressing, neighbours)
+            if memory and layer.slots > 1 and h <= neighbours:  # a neighbourhood must not wrap onto itself
+                raise ConfigError(f"model.hidden_sizes[{i}]={h}: needs more units than model.neighbours={neighbours}")
             layers.append(layer)
             last = h * (1 + layer.read_size) if memory else h
         self.layers = nn.ModuleList(layers)
