@@ -63,7 +63,7 @@ class _SkipRNN(SequenceModel):
 
     def step(self, x_t: Tensor, state: SkipState):
         u_tilde = state.u_tilde
-        u = (u_tilde >= 0.5).to(u_tilde.dtype) + u_tilde - u_tilde.detach()  # eq. (2), straight-through
+        u = (u_tilde >= 0.5).to(u_tilde.dtype) + (u_tilde - u_tilde.detach())  # eq. (2), straight-through
         layers = []
         for cell, old in zip(self.cells, state.layers):
             new = self.run_cell(cell, x_t, old)

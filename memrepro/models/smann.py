@@ -61,7 +61,7 @@ class SparseMask(nn.Module):
         if steps is not None and steps > length:
             raise ConfigError(f"model.mask_length={length}: the sequences have {steps} steps; set it to at least {steps}")
         p = torch.sigmoid(self.logits[:steps])
-        return (p >= 0.5).to(p.dtype) + p - p.detach()  # value: 0/1; gradient: that of p
+        return (p >= 0.5).to(p.dtype) + (p - p.detach())  # value: exactly 0/1; gradient: that of p
 
 
 class NCState(NamedTuple):
