@@ -165,11 +165,12 @@ def test_k_ones_in_the_mask_give_exactly_k_memory_accesses(monkeypatch):
         m(x)
     assert len(writes) == len(on)
     assert m.diagnostics() == {"mask_on": 4.0, "access_rate": 4 / T}
-    # with gradients every step is computed (for the ST estimator), but the memory changes only at the k steps
-    _, states = m(x, return_states=True)
+    m(x)  # while training too
+    assert len(writes) == 2 * len(on)
+    _, states = m(x, return_states=True)  # the step path
+    assert len(writes) == 3 * len(on)
     memories = [m.initial_state(2).memory] + [s.memory for s in states]
-    changed = [t for t in range(T) if not torch.equal(memories[t + 1], memories[t])]
-    assert changed == on
+    assert [t for t in range(T) if not torch.equal(memories[t + 1], memories[t])] == on
 
 
 def test_smann_output_is_held_between_accesses():

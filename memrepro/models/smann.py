@@ -13,11 +13,17 @@ the straight-through estimator (Bengio et al. 2013). At step t:
 
 and the loss gains ξ‖m‖₁ (eq. 8, ξ = 1e-6) through `extra_loss()`. `NC` reads out layer 2's h
 through a linear layer. `SMANN` adds an external memory (§2.3) touched only at steps with m_t = 1:
-a content-addressed (cosine) write by erase/add, then a content-addressed read; the read vector is
-concatenated with layer 2's h and passed through a fully connected output layer. At steps with
-m_t = 0 neither h nor the read vector change, so the output is the previous step's, as the paper
-prescribes. Without gradients (evaluation) those steps are skipped outright, which is where the
-paper's saving comes from; `diagnostics()` reports the memory access rate (paper: ≈3 % on pMNIST).
+a content-addressed (cosine) read and an erase/add write with a content-addressed weighting; the
+read vector is concatenated with layer 2's h and passed through a fully connected output layer.
+At steps with m_t = 0 neither h nor the read vector change, so the output is the previous step's,
+as the paper prescribes.
+
+Cost: mask-off steps never touch the memory, in training too — the paper's point ("the access
+rate … can accelerate the speed of training and running"); the straight-through gradient then
+reaches m′_t through the memory only where m_t = 1 (where it can switch an access off) and through
+both controller layers everywhere. Layer 2 is computed at mask-off steps while training, for that
+gradient, and skipped without gradients. `diagnostics()` reports the access rate (paper: ≈3 % on
+pMNIST, 23 mask-on steps of 784).
 """
 from __future__ import annotations
 
@@ -175,8 +181,8 @@ class SMANNState(NamedTuple):
 
 class SMANN(NC):
     """NC + an external memory accessed only at mask-on steps (SMANN §2.3). One content-addressed
-    write head (erase/add) and one content-addressed read head; write first, then read, so a step
-    can read what it has just stored."""
+    read head and one write head (erase/add); as in the NTM, the read sees the memory before this
+    step's write, and both heads are addressed on that same memory."""
 
     def __init__(self, input_size: int, output_size: int, hidden_sizes=(32, 32), memory_slots: int = 128, memory_width: int = 20,
                  mask_length: int = 1024, xi: float = 1e-6, dropout: float = 0.1, init: str = "chrono", t_max: float | None = 784,
@@ -186,22 +192,19 @@ class SMANN(NC):
         self.memory_slots, self.memory_width = memory_slots, memory_width
         super().__init__(input_size, output_size, hidden_sizes, mask_length, xi, dropout, init, t_max, forget_bias)
         W = memory_width
-        self.interface = nn.Linear(self.layer2.hidden_size, 4 * W + 2)  # write key, β_w, erase, add, read key, β_r
+        self.interface = nn.Linear(self.layer2.hidden_size, 4 * W + 2)  # read key, write key, β_r, β_w, erase, add
 
     def readout_size(self) -> int:
         return self.layer2.hidden_size + self.memory_width
 
-    def access(self, memory: Tensor, iface_t: Tensor) -> tuple[Tensor, Tensor]:
-        """Write then read at one step: (new memory, read vector)."""
+    def access(self, memory: Tensor, read: Tensor, iface_t: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
+        """One mask-on step: (new memory, new read vector), blended by m_t = 1 so that the
+        straight-through gradient reaches m′_t."""
         W = self.memory_width
-        k_w, b_w, erase, add, k_r, b_r = iface_t.unsqueeze(1).split([W, 1, W, W, W, 1], dim=-1)  # one head each
-        w = content_weighting(memory, k_w, F.softplus(b_w[..., 0]))
-        memory = erase_add_write(memory, w, torch.sigmoid(erase), torch.tanh(add))
-        w = content_weighting(memory, k_r, F.softplus(b_r[..., 0]))
-        return memory, (w @ memory)[:, 0]
-
-    def gated_access(self, memory: Tensor, read: Tensor, iface_t: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
-        new_memory, new_read = self.access(memory, iface_t)
+        keys, strengths, erase, add = iface_t.split([2 * W, 2, W, W], dim=-1)
+        w = content_weighting(memory, keys.view(-1, 2, W), F.softplus(strengths))  # [B, 2, N]: read, write
+        new_read = (w[:, :1] @ memory)[:, 0]
+        new_memory = erase_add_write(memory, w[:, 1:], torch.sigmoid(erase).unsqueeze(1), torch.tanh(add).unsqueeze(1))
         return m_t * new_memory + (1 - m_t) * memory, m_t * new_read + (1 - m_t) * read
 
     def initial_state(self, batch_size: int) -> SMANNState:
@@ -211,7 +214,9 @@ class SMANN(NC):
 
     def step(self, x_t: Tensor, state: SMANNState):
         nc, m_t = self.controller_step(x_t, NCState(*state[:5]))
-        memory, read = self.gated_access(state.memory, state.read, self.interface(nc.h2), m_t)
+        memory, read = state.memory, state.read
+        if m_t.item() > 0.5:
+            memory, read = self.access(memory, read, self.interface(nc.h2), m_t)
         y = self.readout(self.dropout(torch.cat([nc.h2, read], dim=-1)))
         return y, SMANNState(*nc, memory, read)
 
@@ -221,12 +226,13 @@ class SMANN(NC):
         if state is None:
             state = self.initial_state(x.shape[0])
         hs2, m, _ = self.controller(x, NCState(*state[:5]))
-        iface = self.interface(hs2)
-        memory, read, reads = state.memory, state.read, []
-        grad = torch.is_grad_enabled()
-        for t, on in enumerate((m > 0.5).tolist()):
-            if on or grad:  # off steps touch nothing; with gradients they are computed for the ST estimator
-                memory, read = self.gated_access(memory, read, iface[:, t], m[t])
+        on = (m > 0.5).tolist()
+        iface = self.interface(hs2[:, on])  # only the mask-on steps need the interface
+        memory, read, reads, k = state.memory, state.read, [], 0
+        for t in range(x.shape[1]):
+            if on[t]:
+                memory, read = self.access(memory, read, iface[:, k], m[t])
+                k += 1
             reads.append(read)
         return self.readout(self.dropout(torch.cat([hs2, torch.stack(reads, dim=1)], dim=-1)))
 
