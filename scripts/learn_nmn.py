@@ -60,12 +60,12 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     print(f"| task | model | metric | ours (mean over seeds {args.seeds}) | paper | seconds |")
     print("|---|---|---|---|---|---|")
-    for case, label, overrides, metrics in CASES:
+    for number, (case, label, overrides, metrics) in enumerate(CASES):
         if args.only and case not in args.only:
             continue
         finals, seconds = [], 0.0
         for seed in args.seeds:
-            run_dir = Path(args.out) / stamp / f"{case}-{label.split()[0].lower()}-{len(finals)}-seed{seed}"
+            run_dir = Path(args.out) / stamp / f"{number}-{case}-seed{seed}"
             summary = run(compose([*overrides, *COMMON, f"seed={seed}"]), run_dir)
             finals.append(summary["final"])
             seconds += summary["train_seconds"]
