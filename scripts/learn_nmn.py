@@ -43,10 +43,10 @@ CASES = [
     ("sorted_classification", "FFNN (NMN, memory=false)", ["model=nmn", "model.memory=false", "task=sorted_classification", "scale=paper"],
      [("test_error", "0.045")]),
     ("sorted_classification", "RNN", ["model=rnn", "task=sorted_classification", "scale=paper"], [("test_error", "0.018")]),
-    ("sinusoid", "FFNN + Gaussian memory", ["model=gaussian_memory_ffnn", "task=sinusoid", "scale=quick"],
-     [("eval_rel_error", "≈0.10 (train)"), ("sum3_rel_error", "≈0.15 (test)")]),
+    ("sinusoid", "FFNN + Gaussian memory", ["model=ffnn_gaussian", "task=sinusoid", "scale=quick"],
+     [("eval_relative_error", "≈0.10 (train)"), ("mix_relative_error", "≈0.15 (test)")]),
     ("sinusoid", "FFNN", ["model=ffnn", "task=sinusoid", "scale=quick"],
-     [("eval_rel_error", "-"), ("sum3_rel_error", "-"), ("sum3_persistence_rel_error", "-")]),
+     [("eval_relative_error", "-"), ("mix_relative_error", "-"), ("mix_persistence_relative_error", "-")]),
 ]
 
 

@@ -1,7 +1,7 @@
 """SMANN's memory access rate during training, through the real trainer (issue 4's numbers).
 
     python scripts/learn_smann.py                          # SMANN on add (length 50), ξ = 1e-6, quick scale
-    python scripts/learn_smann.py --xi 0 1e-6 1e-3 --model nc
+    python scripts/learn_smann.py --xi 0 1e-6 1e-3 --model nc --eval-every 10
 
 Prints, per evaluation, the validation MSE, the number of mask-on steps and the access rate that
 `SMANN.diagnostics()` logs into metrics.csv (and the final one into summary.json), so one sees
@@ -31,17 +31,20 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument("--xi", nargs="*", type=float, default=[1e-6])
     parser.add_argument("--scale", default="quick")
+    parser.add_argument("--eval-every", type=int, default=25, help="updates between evaluations (each logs the access rate)")
     parser.add_argument("--out", default="outputs/learn_smann")
     args = parser.parse_args()
     torch.set_num_threads(1)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     for xi in args.xi:
         overrides = [f"model={args.model}", f"task={args.task}", f"task.length={args.length}", f"model.mask_length={args.length}",
-                     f"model.t_max={args.length}", f"model.xi={xi}", f"scale={args.scale}", "trainer.progress=false", "plots=false", "threads=1"]
+                     f"model.t_max={args.length}", f"model.xi={xi}", f"scale={args.scale}", f"trainer.eval_every={args.eval_every}",
+                     "trainer.progress=false", "plots=false", "threads=1"]
         run_dir = Path(args.out) / stamp / f"{args.model}-xi{xi:g}"
         summary = run(compose(overrides), run_dir)
         print(f"\n{args.model} on {args.task} (length {args.length}), ξ = {xi:g}: {' '.join(overrides[:-3])}")
         print("| step | val_loss | mask_on | access_rate |\n|---|---|---|---|")
+        print(f"| 0 | – | {args.length} | 1.000 |")  # m′ = 0: every step on
         with open(run_dir / "metrics.csv") as f:
             for row in csv.DictReader(f):
                 print(f"| {row['step']} | {float(row['val_loss']):.4g} | {float(row['mask_on']):.0f} | {float(row['access_rate']):.3f} |")

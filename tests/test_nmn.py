@@ -274,7 +274,7 @@ def test_sinusoid_worked_example_and_its_test_signal():
     t = torch.arange(6.0)
     torch.testing.assert_close(torch.cat([b.inputs[..., 0], b.targets[:, -1:, 0]], 1), torch.sin(math.pi * t / 2 + phase[:, None]))
     assert b.mask[0].tolist() == [0, 1, 1, 1, 1]
-    test = task.extra_eval_sets(torch.Generator().manual_seed(0))["sum3"]
+    test = task.extra_eval_sets(torch.Generator().manual_seed(0))["mix"]
     assert test.inputs.shape == (8, 5, 1) and test.inputs.abs().max() <= 1.0
 
 
@@ -282,6 +282,6 @@ def test_sinusoid_relative_error():
     task = Sinusoid(length=50, warmup=10)
     b = task.sample(4, torch.Generator().manual_seed(0))
     metrics = task.metrics(b.targets, b)
-    assert metrics["rel_error"] == 0
-    assert metrics["persistence_rel_error"] == pytest.approx(task.metrics(b.inputs, b)["rel_error"])
-    assert task.metrics(torch.zeros_like(b.targets), b)["rel_error"] == pytest.approx(1.0)
+    assert metrics["relative_error"] == 0
+    assert metrics["persistence_relative_error"] == pytest.approx(task.metrics(b.inputs, b)["relative_error"])
+    assert task.metrics(torch.zeros_like(b.targets), b)["relative_error"] == pytest.approx(1.0)

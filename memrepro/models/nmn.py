@@ -18,6 +18,8 @@ keeps them all; γ decays older memories only when the neuron fires. Choices (do
 
 * ``write``: ``nearest_neighbor`` (eq. 11) or ``input``, which records the network's input vector
   instead of g(·) when the neuron fires (§IV.C "external writing").
+* ``write_when``: ``fire`` (the text of §III.C: "when a node fires … the new memory is added") or
+  ``always`` (eq. 11 as printed: g is added at every step, the decay still needs a firing).
 * ``addressing``: ``orthogonal`` (eq. 11, the bank is read whole) or ``learned`` (eq. 12): the
   bank has 2^τ slots addressed by the τ neighbours through the differentiable binary-to-linear map
   a_k = Π_b x_b^{bit_b(k)} (1 − x_b)^{1 − bit_b(k)}; the memory node outputs x_j Σ_k a_k M_{j,k},

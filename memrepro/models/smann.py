@@ -62,11 +62,12 @@ class SparseMask(nn.Module):
         check_positive("model.mask_length", length)
         self.logits = nn.Parameter(torch.zeros(length))  # m′ = 0 -> σ = 0.5 -> m = 1 everywhere
 
-    def forward(self, steps: int | None = None) -> Tensor:
+    def forward(self, stop: int | None = None, start: int = 0) -> Tensor:
+        """m over the steps start … stop − 1 (default: the whole mask)."""
         length = self.logits.numel()
-        if steps is not None and steps > length:
-            raise ConfigError(f"model.mask_length={length}: the sequences have {steps} steps; set it to at least {steps}")
-        p = torch.sigmoid(self.logits[:steps])
+        if stop is not None and stop > length:
+            raise ConfigError(f"model.mask_length={length}: the sequences have {stop} steps; set it to at least {stop}")
+        p = torch.sigmoid(self.logits[start:stop])
         return (p >= 0.5).to(p.dtype) + (p - p.detach())  # value: exactly 0/1; gradient: that of p
 
 
@@ -120,7 +121,7 @@ class NC(SequenceModel):
 
     def controller_step(self, x_t: Tensor, state: NCState) -> tuple[NCState, Tensor]:
         """Both layers at one step: the new state and m_t."""
-        m_t = self.mask(state.t + 1)[state.t]
+        m_t = self.mask(state.t + 1, state.t)[0]
         h1, c1 = self.layer1_step(self.layer1.input(x_t), state.h1, state.c1, m_t)
         h2, c2 = self.layer2_step(self.layer2.input(h1), state.h2, state.c2, m_t)
         self.last_steps = state.t + 1
@@ -134,7 +135,7 @@ class NC(SequenceModel):
         """Both layers over a whole sequence, layer by layer (one batched input projection each):
         layer 2's h for every step [B, T, H2], the mask [T] and the final state."""
         T = x.shape[1]
-        m = self.mask(state.t + T)[state.t :]
+        m = self.mask(state.t + T, state.t)
         skip = [not on for on in (m > 0.5).tolist()] if not torch.is_grad_enabled() else [False] * T
         h1, c1, h2, c2 = state.h1, state.c1, state.h2, state.c2
         wx1, hs1 = self.layer1.input(x), []

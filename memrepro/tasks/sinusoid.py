@@ -6,12 +6,12 @@ training and 15% for testing".
 Training sequences: x_t = sin(2π t / P + φ) + ε_t with the one period P = ``period`` (in samples),
 φ ~ U[0, 2π) and ε_t ~ N(0, ``noise``²); the target at step t is the next noisy sample x_{t+1}.
 The first ``warmup`` steps are not scored (a memory of the previous inputs is still filling).
-The test set (`extra_eval_sets`, key ``sum3``) is the sum of ``test_components`` sinusoids of
+The test set (`extra_eval_sets`, key ``mix``) is the sum of ``test_components`` sinusoids of
 amplitude 1/``test_components`` each, periods ~ U[``test_periods``], random phases, same noise.
 
-Metric ``rel_error``: the paper's "error" is not defined; we take the relative RMS error
+Metric ``relative_error``: the paper's "error" is not defined; we take the relative RMS error
 ‖ŷ − y‖₂ / ‖y‖₂ over the scored steps (docs/tasks.md), scale-free, so the training and the
-test signal compare although their amplitudes differ. ``persistence_rel_error`` is the same for
+test signal compare although their amplitudes differ. ``persistence_relative_error`` is the same for
 the memory-less guess ŷ_t = x_t, a reference point.
 
 Worked example (period 4, φ = 0, noise 0, warmup 1)::
@@ -65,13 +65,13 @@ class Sinusoid(Task):
     def extra_eval_sets(self, generator: torch.Generator) -> dict[str, Batch]:
         lo, hi = self.test_periods
         periods = lo + (hi - lo) * torch.rand(self.eval_size, self.test_components, generator=generator)
-        return {f"sum{self.test_components}": self._batch(periods, 1.0 / self.test_components, generator)}
+        return {"mix": self._batch(periods, 1.0 / self.test_components, generator)}
 
     def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
-        """``rel_error`` of the model and ``persistence_rel_error`` of the memory-less guess x̂_{t+1} = x_t."""
+        """``relative_error`` of the model and ``persistence_relative_error`` of the memory-less guess x̂_{t+1} = x_t."""
         m = batch.mask.unsqueeze(-1)
         norm = (batch.targets**2 * m).sum()
         return {
-            "rel_error": (((outputs - batch.targets) ** 2 * m).sum() / norm).sqrt().item(),
-            "persistence_rel_error": (((batch.inputs - batch.targets) ** 2 * m).sum() / norm).sqrt().item(),
+            "relative_error": (((outputs - batch.targets) ** 2 * m).sum() / norm).sqrt().item(),
+            "persistence_relative_error": (((batch.inputs - batch.targets) ** 2 * m).sum() / norm).sqrt().item(),
         }
