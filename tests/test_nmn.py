@@ -177,6 +177,9 @@ def test_forward_equals_the_step_loop(kwargs):
     stepped, states = m(x, return_states=True)
     torch.testing.assert_close(m(x), stepped)
     torch.testing.assert_close(m(x), m(x))  # deterministic, and the memory restarts with every sequence
+    if m.memory:  # the banks of both layers, flattened, for the memory figures and memory forcing
+        banks = sum(layer.linear.out_features * layer.slots * layer.width for layer in m.layers)
+        assert m.trace(states[-1])["memory"].shape == (3, banks)
 
 
 def test_memory_off_is_the_memoryless_ffnn():

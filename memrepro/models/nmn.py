@@ -202,4 +202,5 @@ class NMN(SequenceModel):
         return self.output(a)
 
     def trace(self, state) -> dict[str, Tensor]:
-        return {f"memory{i + 1}": m.flatten(-2) for i, m in enumerate(state)}
+        """Every bank of every layer, flattened per sequence: [B, Σ_layers H·K·S]."""
+        return {"memory": torch.cat([m.flatten(1) for m in state], dim=1)} if state else {}
