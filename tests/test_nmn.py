@@ -5,6 +5,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, strategies as st
+from test_task_properties import PROPERTY, check_batch
 
 from memrepro.errors import ConfigError
 from memrepro.models.gaussian_memory import GaussianMemoryFFNN, gaussian_memory_weights
@@ -288,3 +290,23 @@ def test_sinusoid_relative_error():
     assert metrics["relative_error"] == 0
     assert metrics["persistence_relative_error"] == pytest.approx(task.metrics(b.inputs, b)["relative_error"])
     assert task.metrics(torch.zeros_like(b.targets), b)["relative_error"] == pytest.approx(1.0)
+
+
+@PROPERTY
+@given(length=st.integers(2, 120), period=st.floats(2.0, 200.0), noise=st.floats(0.0, 1.0), components=st.integers(1, 5),
+       lo=st.floats(2.0, 100.0), extra=st.floats(0.0, 100.0), B=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
+def test_sinusoid_batches_are_well_formed(length, period, noise, components, lo, extra, B, seed):
+    task = Sinusoid(length=length, period=period, noise=noise, test_components=components, test_periods=(lo, lo + extra),
+                    warmup=min(10, length - 1), eval_size=3)
+    check_batch(task, task.sample(B, torch.Generator().manual_seed(seed)), B)
+    check_batch(task, task.extra_eval_sets(torch.Generator().manual_seed(seed))["mix"], 3)
+
+
+@PROPERTY
+@given(delay=st.integers(1, 30), extra=st.integers(1, 60), B=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
+def test_cued_extended_recall_batches_are_well_formed(delay, extra, B, seed):
+    task = ExtendedRecall(delay=delay, length=delay + extra, cued=True)
+    batch = task.sample(B, torch.Generator().manual_seed(seed))
+    check_batch(task, batch, B)
+    assert batch.mask[..., 1].sum(1).min() >= 1  # at least one long-term question per sequence
+
