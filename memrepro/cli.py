@@ -108,7 +108,8 @@ def check_overrides(args: list[str]) -> None:
         raise ConfigError(_one_line(e)) from None
     # Everything run() would reject, rejected before Hydra creates or touches a folder:
     check_runtime(cfg)
-    _, model, _ = build(cfg)  # every constructor validates its arguments
+    task, model, _ = build(cfg)  # every constructor validates its arguments
+    task.check_data()
     if cfg.compile:
         compile_training_step(model)  # refuses fused models and a missing C++ compiler
     if cfg.run_dir is not None:

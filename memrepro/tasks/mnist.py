@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from memrepro.data.mnist import IMAGE_SHAPES, SIZES, check_dataset, load_images
+from memrepro.data.mnist import FILES, IMAGE_SHAPES, SIZES, check_dataset, find_idx_file, load_images
 from memrepro.tasks.base import Batch, Task, check_positive
 
 
@@ -61,6 +61,11 @@ class _ImageSequenceTask(Task):
         self.image_shape = IMAGE_SHAPES[dataset]
         self.length = self.image_shape[0] * self.image_shape[1]
         self._images: dict[str, Tensor] | None = None
+
+    def check_data(self) -> None:
+        if self.dataset != "digits" and not self.download:
+            for split in FILES:
+                find_idx_file(self.dataset, split, self.data_dir)
 
     def images(self) -> dict[str, Tensor]:
         if self._images is None:
