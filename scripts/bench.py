@@ -47,6 +47,10 @@ MODELS = {
 }
 REFERENCES = {"ntm": "ref_ntm", "dnc": "ref_dnc"}
 PARALLEL_SEEDS = 5
+# NTM copy training as scripts/learn_memory.py runs it (batch 32, Adam 1e-3, gradient norm clipped
+# at 1), evaluated every 100 updates on 100 sequences of the training lengths.
+SOLVE = ["trainer.batch_size=32", "trainer.optimizer.lr=1e-3", "trainer.clip_norm=1", "task.eval_size=100", "task.eval_lengths=[]",
+         "trainer.steps=8000", "trainer.eval_every=100", "trainer.checkpoint_every=1000"]
 SOLVE_LIMIT_S = 1200
 
 
@@ -193,9 +197,10 @@ def parallel(spec: dict) -> dict:
 
 
 def solve(spec: dict) -> dict:
-    """`memrepro model=ntm task=copy` until the evaluation's bit errors per sequence fall below 0.1."""
+    """`memrepro model=ntm task=copy` (lengths 1-20) until the evaluation's bit errors per
+    sequence fall below 0.1, with ``SOLVE`` and then the given overrides."""
     run_dir = Path(tempfile.mkdtemp()) / "solve"
-    args = [sys.executable, "-m", "memrepro", "model=ntm", "task=copy", "scale=paper", *spec["overrides"],
+    args = [sys.executable, "-m", "memrepro", "model=ntm", "task=copy", "scale=paper", *SOLVE, *spec["overrides"],
             "trainer.early_stop={metric:eval_bit_errors,value:0.1}", "trainer.progress=false", "plots=false", "threads=1", f"run_dir={run_dir}"]
     start = time.perf_counter()
     proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=SOLVE_LIMIT_S, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -265,7 +270,7 @@ def main() -> None:
     p.add_argument("--parallel-model", default="ntm")
     p.add_argument("--parallel-steps", type=int, default=30)
     p.add_argument("--solve", action="store_true", help="NTM copy time-to-solve (minutes)")
-    p.add_argument("--solve-overrides", default="", help="space-separated overrides for the solve run (e.g. its optimizer)")
+    p.add_argument("--solve-overrides", default="", help="space-separated overrides for the solve run, e.g. compile=true")
     p.add_argument("--save", action="store_true", help="store these figures in docs/benchmarks.md (the 'previous' of the next run)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
