@@ -238,3 +238,19 @@ def test_a_trainer_with_its_own_objective_runs_it_per_lane(tmp_path):
         extra = io.load_checkpoint(lane.run_dir / io.CHECKPOINT)["extra"]
         assert extra["correct_total"] == lane.result["correct_predictions"] <= 6 * 8
     assert lanes[0].trainer.critics["memory"] is not lanes[1].trainer.critics["memory"]
+
+
+@pytest.mark.parametrize("model_name", ["ntm", "dnc"])
+def test_memory_models_fold_and_match_sequential_runs(tmp_path, model_name):
+    """NTM and DNC (every parameter used through a linear map) run folded: seed axis in the batch."""
+    from memrepro.models.dnc import DNC
+    from memrepro.models.ntm import NTM
+
+    cls = {"ntm": NTM, "dnc": DNC}[model_name]
+    small = lambda i, o, hidden_size: cls(i, o, controller_size=hidden_size, memory_slots=8, memory_width=4)
+    seeds, task_kw = [0, 1], dict(lengths=(3, 6), eval_size=16)
+    sequential(tmp_path, small, seeds, task_kw, steps=20)
+    lanes, forward = parallel(tmp_path, small, seeds, task_kw, steps=20)
+    assert forward.strategy == "fold", forward.notes
+    for s in seeds:
+        pd.testing.assert_frame_equal(metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s), rtol=1e-4, atol=1e-5)
