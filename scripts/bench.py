@@ -3,6 +3,7 @@
 
     python scripts/bench.py                              throughput of every model on main, batch 1 and 32
     python scripts/bench.py --ref-ntm DIR --ref-dnc DIR  ... and the reference checkouts beside ours, with ratios
+    python scripts/bench.py --compile                    ... and NTM, DNC with compile=true (a minute of compiling each)
     python scripts/bench.py --parallel                   5 seeds in lockstep vs 5 sequential runs
     python scripts/bench.py --solve                      NTM copy: sequences and seconds to < 0.1 bit errors/seq
     python scripts/bench.py --save                       write the figures into docs/benchmarks.md
@@ -46,6 +47,7 @@ MODELS = {
     "smann": ["model.memory_slots=128", "model.memory_width=20"],
 }
 REFERENCES = {"ntm": "ref_ntm", "dnc": "ref_dnc"}
+STEP_LOOP = ("ntm", "dnc")  # models whose forward loops over step: what compile=true compiles
 PARALLEL_SEEDS = 5
 # NTM copy training as scripts/learn_memory.py runs it (batch 32, Adam 1e-3, gradient norm clipped
 # at 1), evaluated every 100 updates on 100 sequences of the training lengths.
@@ -61,9 +63,12 @@ def timed(update, batch: int, repeats: int, seconds: float) -> dict:
     the wall clock would show on an idle machine; steadier on a shared one)."""
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    for _ in range(2):  # warm-up: first-call allocations, lazy initialisation
-        update()
-    n = max(1, round(seconds / ((time.perf_counter() - start) / 2)))
+    update()  # warm-up: first-call allocations, lazy initialisation, compilation (compile=true)
+    first_s = time.perf_counter() - start
+    update()
+    start = time.perf_counter()
+    update()
+    n = max(1, round(seconds / (time.perf_counter() - start)))
     wall, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -73,7 +78,7 @@ def timed(update, batch: int, repeats: int, seconds: float) -> dict:
         cpu.append(n * batch / (time.process_time() - start_cpu))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seq_s": statistics.median(wall), "cpu_seq_s": statistics.median(cpu), "spread": (max(cpu) - min(cpu)) / statistics.median(cpu),
-            "updates": n, "peak_mb": (peak - rss_before) / 1024}
+            "updates": n, "peak_mb": (peak - rss_before) / 1024, "first_update_s": first_s}
 
 
 def build(model: str, batch: int, extra=(), seed: int = 0):
@@ -86,7 +91,11 @@ def build(model: str, batch: int, extra=(), seed: int = 0):
 
 
 def ours(spec: dict) -> dict:
+    from memrepro.train.compiled import compile_training_step
+
     task, model, trainer = build(spec["model"], spec["batch"], spec.get("overrides", ()))
+    if spec.get("compile"):
+        compile_training_step(model)
     trainer.start(model, task, Path(tempfile.mkdtemp()))
     result = timed(lambda: trainer._update(trainer._next_batch()), spec["batch"], spec["repeats"], spec["seconds"])
     return {**result, "parameters": model.num_parameters()}
@@ -266,6 +275,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for these small models)")
     p.add_argument("--ref-ntm", metavar="DIR", help="a checkout of loudinthecloud/pytorch-ntm, measured in the same invocation")
     p.add_argument("--ref-dnc", metavar="DIR", help="a checkout of ixaxaar/pytorch-dnc")
+    p.add_argument("--compile", action="store_true", help="also measure NTM and DNC with compile=true (about a minute of compiling each)")
     p.add_argument("--parallel", action="store_true", help=f"{PARALLEL_SEEDS} seeds in lockstep vs one after another")
     p.add_argument("--parallel-model", default="ntm")
     p.add_argument("--parallel-steps", type=int, default=30)
@@ -286,15 +296,20 @@ def main() -> None:
         if not available(model):
             notes.append(f"{model}: skipped (no conf/model/{model}.yaml on this branch)")
         for batch in map(int, args.batches.split(",")):
-            r = measure({**base, "kind": "ours", "model": model, "batch": batch}) if available(model) else None
-            if r is not None:
-                report_line(figures, previous, f"{model}/b{batch}", r)
+            ours_ = {}
+            if available(model):
+                ours_[model] = measure({**base, "kind": "ours", "model": model, "batch": batch})
+                report_line(figures, previous, f"{model}/b{batch}", ours_[model])
+                if args.compile and model in STEP_LOOP:
+                    ours_[f"{model}+compile"] = measure({**base, "kind": "ours", "model": model, "batch": batch, "compile": True})
+                    report_line(figures, previous, f"{model}+compile/b{batch}", ours_[f"{model}+compile"], keys=("cpu_seq_s", "seq_s", "peak_mb", "first_update_s"))
             if refs.get(model):
                 ref = measure({**base, "kind": "reference", "model": model, "batch": batch, "root": str(Path(refs[model]).resolve())})
                 report_line(figures, previous, f"ref-{model}/b{batch}", ref)
-                if r is not None and "error" not in r and "error" not in ref:
-                    figures[f"{model}/b{batch}/x_ref"] = r["cpu_seq_s"] / ref["cpu_seq_s"]
-                    print(f"  {model} batch {batch}: {r['cpu_seq_s'] / ref['cpu_seq_s']:.1f}x the reference (CPU time; wall clock {r['seq_s'] / ref['seq_s']:.1f}x)", flush=True)
+                for name, r in ours_.items():
+                    if "error" not in r and "error" not in ref:
+                        figures[f"{name}/b{batch}/x_ref"] = r["cpu_seq_s"] / ref["cpu_seq_s"]
+                        print(f"  {name} batch {batch}: {r['cpu_seq_s'] / ref['cpu_seq_s']:.1f}x the reference (CPU time; wall clock {r['seq_s'] / ref['seq_s']:.1f}x)", flush=True)
     if args.parallel:
         model = args.parallel_model if available(args.parallel_model) else "lstm"
         for batch in map(int, args.batches.split(",")):
