@@ -318,7 +318,7 @@ def main() -> None:
     if args.solve:
         if available("ntm"):
             r = measure({**base, "kind": "solve", "overrides": args.solve_overrides.split()})
-            report_line(figures, previous, "solve/ntm", r, keys=("seconds", "sequences", "final_bit_errors"))
+            report_line(figures, previous, "solve/ntm", r, keys=("solved", "seconds", "sequences", "final_bit_errors"))
         else:
             notes.append("solve: skipped (no NTM on this branch)")
     for note in notes:
@@ -338,8 +338,8 @@ def report_line(figures: dict, previous: dict, name: str, result: dict, keys=("c
     for key in keys:
         value, before = result[key], previous.get(f"{name}/{key}")
         figures[f"{name}/{key}"] = value
-        was = f" (was {before:.4g}, {value / before:.2f}x)" if before else ""
-        cells.append(f"{key} {value:.4g}{was}")
+        was = f" (was {before:.4g}, {value / before:.2f}x)" if before and not isinstance(value, bool) else ""
+        cells.append(f"{key} {value}" if isinstance(value, bool) else f"{key} {value:.4g}{was}")
     extra = f"  params {result['parameters']:,}" if "parameters" in result else ""
     extra += f"  spread {result['spread']:.0%}" if "spread" in result else ""
     extra += f"  strategy {result['strategy']}" if "strategy" in result else ""
