@@ -252,7 +252,8 @@ def load_previous() -> dict:
 
 def save(figures: dict, machine: dict) -> None:
     text = DOC.read_text()
-    block = json.dumps({"machine": machine, "figures": figures}, indent=1, sort_keys=True)
+    rounded = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in figures.items()}
+    block = json.dumps({"machine": machine, "figures": rounded}, indent=1, sort_keys=True)
     if not BLOCK.search(text):
         raise SystemExit(f"{DOC} has no '<!-- bench:figures -->' block to rewrite")
     DOC.write_text(BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text))
