@@ -1,0 +1,88 @@
+"""Figures of memory models: one evaluation sequence with the memory and head weights over time
+(as the NTM paper's copy figures, Graves et al. 2014 Figs. 6 and 9), and error against sequence
+length with the training range shaded (NTM Figs. 4 and 12).
+
+``traces`` is the list over time steps of ``model.trace(state)`` (dicts of batched tensors).
+The key ``memory`` is drawn as its last snapshot (slots x width); every other key is drawn
+over time, one panel per head / stack (e.g. read and write weights: slots x time).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+MAX_PANELS_PER_KEY = 3  # heads or stacks drawn per trace key; more would drown the figure
+PANEL_HEIGHT = 1.5  # inches
+
+
+def _as_image(x: Tensor, sequence: int) -> Tensor:
+    """[T], [T, C] or batched [B, T(, C)] -> channels x time for imshow."""
+    if x.dim() == 3 or (x.dim() == 2 and not x.is_floating_point()):  # batched values or class ids
+        x = x[sequence]
+    x = x.detach().float().cpu()
+    return x.unsqueeze(0) if x.dim() == 1 else x.T
+
+
+def _trace_panels(traces: Sequence[Mapping[str, Tensor]], sequence: int) -> list[tuple[str, Tensor]]:
+    """(title, image) per panel: the final memory, and every other key per head over time."""
+    panels = []
+    for key in traces[0]:
+        steps = torch.stack([t[key][sequence].detach().float().cpu() for t in traces])  # [T, ...]
+        if key == "memory":
+            panels.append((f"memory after step {len(traces)} (width x slots)", steps[-1].T))
+            continue
+        steps = steps.reshape(len(traces), -1, steps.shape[-1])  # [T, heads, size]
+        heads = steps.shape[1]
+        for h in range(min(heads, MAX_PANELS_PER_KEY)):
+            name = key.replace("_", " ") + (f" {h}" if heads > 1 else "")
+            panels.append((f"{name} over time", steps[:, h].T))
+    return panels
+
+
+def plot_memory_trace(path, inputs: Tensor, targets: Tensor, outputs: Tensor, traces: Sequence[Mapping[str, Tensor]], sequence: int = 0, title: str = "") -> Path:
+    """Input, target and output of one sequence over time, then the memory and head weights.
+
+    inputs [T, I], targets [T, O] or class ids [T], outputs [T, O] (probabilities or values);
+    batched tensors ([B, T, ...]) are accepted, and ``sequence`` picks the row drawn.
+    """
+    panels = [("input", _as_image(inputs, sequence)), ("target", _as_image(targets, sequence)), ("output", _as_image(outputs, sequence))]
+    panels += _trace_panels(traces, sequence)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, PANEL_HEIGHT * len(panels)), squeeze=False)
+    for ax, (name, image) in zip(axes[:, 0], panels):
+        ax.imshow(image.numpy(), aspect="auto", interpolation="nearest", cmap="viridis")
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_yticks([])
+    axes[-1, 0].set_xlabel("time step (memory: slot)" if panels[-1][0].startswith("memory") else "time step")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_length_generalization(path, lengths: Sequence[float], errors, train_range: tuple[float, float], ylabel: str = "bit errors per sequence", title: str = "") -> Path:
+    """Error against sequence length; ``errors`` is one list or {label: list} (several models).
+    The training range [lo, hi] is shaded."""
+    series = errors if isinstance(errors, Mapping) else {"": errors}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.axvspan(*train_range, color="grey", alpha=0.2, label=f"training lengths {train_range[0]}-{train_range[1]}")
+    for label, values in series.items():
+        ax.plot(lengths, values, marker="o", label=label or None)
+    ax.set_xlabel("sequence length")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
