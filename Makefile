@@ -8,7 +8,7 @@ TABLES := $(sort $(subst _,-,$(basename $(notdir $(wildcard memrepro/papers/*.ya
 LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 # The main job of `make run`: the embedded default (NMN on extended recall; generated data, no
 # download), under a minute on 2 CPU cores. Compare with `make run RUN_ARGS=model=rnn`.
-RUN_ARGS ?=
+RUN_ARGS ?= model=nmn task=extended_recall
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-full bench tables clean
