@@ -37,16 +37,20 @@ class SequenceModel(nn.Module):
     def forward(self, x: Tensor, state: State = None, return_states: bool = False):
         """Run a whole sequence. With ``return_states`` also return the list of states after each
         step (for plots of memory contents and head weights)."""
+        y, states, _ = self.run_steps(x, state, return_states)
+        return (y, states) if return_states else y
+
+    def run_steps(self, x: Tensor, state: State = None, keep_states: bool = False) -> tuple[Tensor, list, State]:
+        """The step loop: outputs [B, T, O], the states after each step (when kept), the last state."""
         if state is None:
             state = self.initial_state(x.shape[0])
         outputs, states = [], []
         for t in range(x.shape[1]):
             y, state = self.step(x[:, t], state)
             outputs.append(y)
-            if return_states:
+            if keep_states:
                 states.append(state)
-        y = torch.stack(outputs, dim=1)
-        return (y, states) if return_states else y
+        return torch.stack(outputs, dim=1), states, state
 
     def extra_loss(self) -> Tensor | float:
         """Regularisers added to the task loss (e.g. SMANN's L1 mask penalty)."""

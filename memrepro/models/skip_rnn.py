@@ -75,16 +75,8 @@ class _SkipRNN(SequenceModel):
         return y, SkipState(tuple(layers), u_tilde, state.updates + u)
 
     def forward(self, x: Tensor, state=None, return_states: bool = False):
-        if state is None:
-            state = self.initial_state(x.shape[0])
-        outputs, states = [], []
-        for t in range(x.shape[1]):
-            y, state = self.step(x[:, t], state)
-            outputs.append(y)
-            if return_states:
-                states.append(state)
+        y, states, state = self.run_steps(x, state, return_states)
         self.last_updates, self.last_steps = state.updates, x.shape[1]
-        y = torch.stack(outputs, dim=1)
         return (y, states) if return_states else y
 
     def extra_loss(self) -> Tensor | float:

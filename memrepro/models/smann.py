@@ -36,21 +36,10 @@ from torch import Tensor, nn
 from memrepro.errors import ConfigError
 from memrepro.models.base import SequenceModel
 from memrepro.models.clstm import ConstrainedLSTMCell
+from memrepro.models.memory import content_weighting, erase_add_write
+from memrepro.models.memory import read as read_memory
 from memrepro.models.recurrent import check_dropout
 from memrepro.tasks.base import check_positive
-
-
-# --- memory access: local stand-ins with the signatures and shapes of memrepro.models.memory ------
-# (NTM eqs. 2-6; memory [B, N, W], one head: keys/erase/add [B, 1, W], strengths [B, 1], weights [B, 1, N])
-def content_weighting(memory: Tensor, keys: Tensor, strengths: Tensor) -> Tensor:
-    """softmax_i(β · cos(k, M_i)) for each head."""
-    cosine = F.normalize(keys, dim=-1, eps=1e-6) @ F.normalize(memory, dim=-1, eps=1e-6).transpose(-1, -2)
-    return torch.softmax(strengths.unsqueeze(-1) * cosine, dim=-1)
-
-
-def erase_add_write(memory: Tensor, weights: Tensor, erase: Tensor, add: Tensor) -> Tensor:
-    """M ⊙ (1 − w eᵀ) + w aᵀ (one write head)."""
-    return memory * (1 - weights.transpose(-1, -2) @ erase) + weights.transpose(-1, -2) @ add
 
 
 # --- the mask -------------------------------------------------------------------------------------
@@ -204,7 +193,7 @@ class SMANN(NC):
         W = self.memory_width
         keys, strengths, erase, add = iface_t.split([2 * W, 2, W, W], dim=-1)
         w = content_weighting(memory, keys.view(-1, 2, W), F.softplus(strengths))  # [B, 2, N]: read, write
-        new_read = (w[:, :1] @ memory)[:, 0]
+        new_read = read_memory(memory, w[:, :1])[:, 0]
         new_memory = erase_add_write(memory, w[:, 1:], torch.sigmoid(erase).unsqueeze(1), torch.tanh(add).unsqueeze(1))
         return m_t * new_memory + (1 - m_t) * memory, m_t * new_read + (1 - m_t) * read
 

@@ -51,7 +51,7 @@ def load_runs(root: Path) -> pd.DataFrame:
             "model": s.get("model"),
             "task": s.get("task"),
             "variant": v,
-            "cell": s.get("model", "?") + (f" [{v}]" if v else ""),
+            "cell": s.get("model", "?") + (f" [{v}]" if v and v != s.get("model") else ""),
             "seed": s.get("seed"),
             "status": s.get("status"),
             "error": s.get("error", ""),

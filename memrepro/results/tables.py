@@ -68,8 +68,16 @@ def verdict(ours: float, paper: float, tolerance: dict) -> str:
     return "✓ matches" if abs(ours - paper) <= allowed else "✗ differs"
 
 
-def compare(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
-    """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict."""
+def likely_reason(row: dict, scale: str) -> str:
+    """Why a row differs: the paper yaml's own note for it, else the scale's reduced budget."""
+    if row.get("note"):
+        return row["note"]
+    return f"scale {scale}: budgets below the paper's (settings above)" if scale != "paper" else "see docs/papers.md"
+
+
+def compare(runs: pd.DataFrame, paper: dict, scale: str = "paper") -> pd.DataFrame:
+    """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict, and
+    for a row that differs its likely reason."""
     out = []
     tol = paper.get("tolerance", {})
     for row in paper["rows"]:
@@ -84,7 +92,8 @@ def compare(runs: pd.DataFrame, paper: dict) -> pd.DataFrame:
             "ours_mean": mean, "ours_std": std, "n": len(values),
             "paper": row.get("value"), "paper_std": row.get("std"),
             "diff": mean - row["value"] if row.get("value") is not None and not math.isnan(mean) else math.nan,
-            "verdict": "literature value" if literature else verdict(mean, row.get("value"), tol),
+            "verdict": (v := "literature value" if literature else verdict(mean, row.get("value"), tol)),
+            "likely reason": likely_reason(row, scale) if v == "✗ differs" else "",
             "unit": row.get("unit", ""),
             "source": row.get("source", "") + (" (read off a figure)" if row.get("approx") else ""),
         })
@@ -128,7 +137,7 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
         "ours (mean ± std)": [_fmt(m, s, n) for m, s, n in zip(table["ours_mean"], table["ours_std"], table["n"])],
         "n": table["n"], "paper": paper_col,
         "diff": ["—" if pd.isna(d) else f"{d:+.3g}" for d in table["diff"]],
-        "verdict": table["verdict"], "source": table["source"],
+        "verdict": table["verdict"], "likely reason": table["likely reason"], "source": table["source"],
     })
 
 
@@ -176,7 +185,7 @@ def header(paper: dict, runs: pd.DataFrame, scale: str, experiment: str | None) 
 
 
 def paper_report(runs: pd.DataFrame, paper: dict, out_dir: Path, scale: str, experiment: str | None) -> dict[str, Path]:
-    table = compare(runs, paper)
+    table = compare(runs, paper, scale)
     claims = check_claims(table, paper)
     shown = display(table)
     tol = paper.get("tolerance", {})
