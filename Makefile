@@ -6,8 +6,9 @@ SCALE  ?= quick
 JOBS   ?= 1
 TABLES := $(sort $(subst _,-,$(basename $(notdir $(wildcard memrepro/papers/*.yaml)))))
 LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
-# The main job of `make run`: a small embedded default (no download), about two minutes on 2 CPU cores.
-RUN_ARGS ?= model=lstm task=copy scale=quick
+# The main job of `make run`: the embedded default (NMN on extended recall; generated data, no
+# download), under a minute on 2 CPU cores. Compare with `make run RUN_ARGS=model=rnn`.
+RUN_ARGS ?= model=nmn task=extended_recall
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-full bench tables clean
@@ -26,7 +27,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed ## Create .venv and install memrepro with its dev, sweep and slurm extras
 
-run: install ## Set up and run the main job (LSTM on copy, ~2 min on 2 cores); prints where its results are
+run: install ## Set up and run the main job (NMN on extended recall, ~1 min on 2 cores); prints where its results are
 	$(BIN)/memrepro $(RUN_ARGS)
 
 test: install ## Set up and run the test suite (< 10 min on 2 cores)

@@ -65,7 +65,8 @@ def check_overrides(args: list[str]) -> None:
         raise ConfigError(_one_line(e)) from None
     # Everything run() would reject, rejected before Hydra creates or touches a folder:
     check_runtime(cfg)
-    build(cfg)  # every constructor validates its arguments
+    task, _, _ = build(cfg)  # every constructor validates its arguments
+    task.check_data()
     if cfg.run_dir is not None:
         io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
         if cfg.resume:

@@ -39,13 +39,14 @@ def check_option(group: str, name: str) -> None:
         raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(options(group))}")
 
 
-def compose(overrides: list[str] | None = None):
-    """Compose the primary config with overrides, as the CLI would (for tests and notebooks)."""
+def compose(overrides: list[str] | None = None, with_hydra: bool = False):
+    """Compose the primary config with overrides, as the CLI would (for tests and notebooks);
+    ``with_hydra`` keeps Hydra's own node (launcher, sweeper, run dirs)."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
+        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=with_hydra)
 
 
 register_resolvers()

@@ -75,7 +75,7 @@ def test_help_lists_groups_and_options(tmp_path):
     (["model=lstmm"], ["unknown model 'lstmm'", "lstm", "rnn"]),
     (["task=copi"], ["unknown task 'copi'", "copy"]),
     (["-m", "model=rnn,foo"], ["unknown model 'foo'"]),
-    (["task.lengths=[-3,5]"], ["task.lengths", "-3"]),
+    (["task=copy", "task.lengths=[-3,5]"], ["task.lengths", "-3"]),
     (["model.hidden_size=0"], ["model.hidden_size=0"]),
     (["task=add", "task.splits=[1.0,0.0,0.0]"], ["split", "empty"]),
     (["model.hidden_size=abc"], ["model.hidden_size", "abc"]),

@@ -14,7 +14,11 @@ from memrepro.run import run
 PROBE_TASKS = ["copy", "add", "extended_recall", "memory_recall"]
 BASELINES = ["ffnn", "rnn", "lstm", "gru"]
 TINY = ["trainer.steps=2", "trainer.epochs=1", "trainer.eval_every=1", "task.eval_size=4"]
-SHORT = {"add": ["task.length=12"], "copy": ["task.lengths=[1,3]", "task.eval_lengths=[4]"], "extended_recall": ["task.length=30"]}
+SHORT = {
+    "add": ["task.length=12"], "copy": ["task.lengths=[1,3]", "task.eval_lengths=[4]"], "extended_recall": ["task.length=30"],
+    **{name: ["task.dataset=digits"] for name in ("seq_mnist", "pmnist", "mnist_generation")},  # offline data
+    "graph_traversal": ["task.lessons=1", "task.london_size=4"],
+}
 
 PAIRS = sorted({*itertools.product(options("model"), PROBE_TASKS), *itertools.product(BASELINES, options("task"))})
 

@@ -194,7 +194,7 @@ def test_stack_rnn_learns_anbn_on_small_n():
 @pytest.mark.parametrize(
     "cls, kw, field",
     [
-        (NTM, dict(controller="gru"), "model.controller"),
+        (NTM, dict(controller="transformer"), "model.controller"),
         (NTM, dict(memory_init="zeros"), "model.memory_init"),
         (NTM, dict(shift_range=5), "model.shift_range"),
         (NTM, dict(read_heads=0), "model.read_heads"),
@@ -222,3 +222,20 @@ def test_memory_trace_and_length_figures_are_written(cls, tmp_path):
     assert path.stat().st_size > 10_000
     path = plot_length_generalization(tmp_path / "lengths.png", [10, 20, 40], {"NTM": [0, 0.1, 2], "LSTM": [0, 1, 30]}, (1, 20))
     assert path.stat().st_size > 10_000
+
+
+def test_gru_controller_matches_torch_gru_cell():
+    """The written-out GRU controller (Memory Forcing's DNC) is PyTorch's GRUCell."""
+    from memrepro.models.controller import Controller
+
+    torch.manual_seed(0)
+    ctrl = Controller(5, 4, layers=1, kind="gru")
+    ref = torch.nn.GRUCell(5, 4)
+    cell = ctrl.layers[0]
+    with torch.no_grad():
+        ref.weight_ih.copy_(cell.weight_x), ref.weight_hh.copy_(cell.weight_h)
+        ref.bias_ih.copy_(cell.bias_x), ref.bias_hh.copy_(cell.bias_h)
+    x, h = torch.randn(3, 5), torch.randn(3, 4)
+    out, state = ctrl([x[:, :2], x[:, 2:]], ((h,),))
+    torch.testing.assert_close(out, ref(x, h))
+    torch.testing.assert_close(state[0][0], out)

@@ -1,6 +1,8 @@
-"""The controller network shared by NTM and DNC: an LSTM or a feed-forward stack, one step at a time.
+"""The controller network shared by NTM and DNC: an LSTM, a GRU or a feed-forward stack, one step
+at a time.
 
-NTM §2 and §4 compare both kinds ("feedforward" and "LSTM" controllers); the DNC uses an LSTM.
+NTM §2 and §4 compare both kinds ("feedforward" and "LSTM" controllers); the DNC uses an LSTM;
+the Memory Forcing paper (§4) drives its DNC with a 1-layer GRU of 64 units.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from memrepro.errors import ConfigError
 from memrepro.tasks.base import check_int, check_positive
 
-CONTROLLERS = ("lstm", "feedforward")
+CONTROLLERS = ("lstm", "gru", "feedforward")
 
 
 class LSTMCell(nn.Module):
@@ -45,10 +47,37 @@ class LSTMCell(nn.Module):
         return o * torch.tanh(c), c
 
 
+class GRUCell(nn.Module):
+    """One GRU step (Cho et al. 2014, PyTorch's formulation with the reset gate applied after the
+    recurrent product), written out for vmap like `LSTMCell`. State: the tuple (h,)."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        bound = 1 / math.sqrt(hidden_size)
+        self.weight_x = nn.Parameter(torch.empty(3 * hidden_size, input_size).uniform_(-bound, bound))
+        self.weight_h = nn.Parameter(torch.empty(3 * hidden_size, hidden_size).uniform_(-bound, bound))
+        self.bias_x = nn.Parameter(torch.empty(3 * hidden_size).uniform_(-bound, bound))
+        self.bias_h = nn.Parameter(torch.empty(3 * hidden_size).uniform_(-bound, bound))
+
+    @property
+    def weight(self) -> Tensor:  # for the device/dtype of initial states
+        return self.weight_x
+
+    def forward(self, inputs: list[Tensor], state: tuple[Tensor]) -> tuple[Tensor]:
+        (h,) = state
+        gx = F.linear(torch.cat(inputs, dim=-1), self.weight_x, self.bias_x)
+        gh = F.linear(h, self.weight_h, self.bias_h)
+        H = self.hidden_size
+        r, z = torch.sigmoid(gx[..., : 2 * H] + gh[..., : 2 * H]).chunk(2, dim=-1)
+        n = torch.tanh(gx[..., 2 * H :] + r * gh[..., 2 * H :])
+        return (torch.lerp(n, h, z),)
+
+
 class Controller(nn.Module):
-    """``layers`` LSTM cells or tanh layers of ``hidden_size`` units, fed the concatenation of a
-    list of inputs (e.g. [x_t, previous reads]). State: a tuple of (h, c) pairs, one per LSTM
-    layer; empty for the feed-forward kind."""
+    """``layers`` LSTM or GRU cells or tanh layers of ``hidden_size`` units, fed the concatenation
+    of a list of inputs (e.g. [x_t, previous reads]). State: a tuple with one entry per recurrent
+    layer, (h, c) for an LSTM and (h,) for a GRU; empty for the feed-forward kind."""
 
     def __init__(self, input_size: int, hidden_size: int, layers: int = 1, kind: str = "lstm"):
         super().__init__()
@@ -58,17 +87,18 @@ class Controller(nn.Module):
         check_int("model.controller_layers", layers)
         self.kind, self.hidden_size = kind, hidden_size
         sizes = [input_size] + [hidden_size] * layers
-        layer = LSTMCell if kind == "lstm" else nn.Linear
+        layer = {"lstm": LSTMCell, "gru": GRUCell, "feedforward": nn.Linear}[kind]
         self.layers = nn.ModuleList(layer(i, hidden_size) for i in sizes[:-1])
 
     def initial_state(self, batch_size: int) -> tuple:
-        if self.kind != "lstm":
+        if self.kind == "feedforward":
             return ()
         zeros = self.layers[0].weight.new_zeros(batch_size, self.hidden_size)
-        return tuple((zeros, zeros) for _ in self.layers)
+        per_layer = (zeros, zeros) if self.kind == "lstm" else (zeros,)
+        return tuple(per_layer for _ in self.layers)
 
     def forward(self, inputs: list[Tensor], state: tuple) -> tuple[Tensor, tuple]:
-        if self.kind != "lstm":
+        if self.kind == "feedforward":
             x = torch.cat(inputs, dim=-1)
             for layer in self.layers:
                 x = torch.tanh(layer(x))

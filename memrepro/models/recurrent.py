@@ -4,7 +4,8 @@
   (NMN paper §IV, "FFNN"; SMANN Table 2 has none).
 * `RNN`   — Elman network, h_t = tanh(W x_t + U h_{t-1} + b) (Elman 1990; NMN paper §IV "RNN").
 * `LSTM`  — Hochreiter & Schmidhuber 1997 with a forget gate (Gers et al. 2000), PyTorch's
-  formulation; forget-gate bias 1 by default, the "standard initialization" of SMANN Table 1.
+  formulation; forget-gate bias 1 by default, the "standard initialization" of SMANN Table 1,
+  or the chrono initialisation (SMANN eq. 4) with ``init=chrono``.
 * `GRU`   — Cho et al. 2014.
 
 Each `forward` runs PyTorch's fused kernel over the whole sequence; `step` runs the same weights
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from memrepro.errors import ConfigError
+from memrepro.models.chrono import check_init, gate_biases
 from memrepro.models.base import SequenceModel
 from memrepro.tasks.base import check_positive
 
@@ -109,17 +111,27 @@ class GRU(_FusedRecurrent):
 
 
 class LSTM(_FusedRecurrent):
-    """LSTM; ``forget_bias`` is the summed forget-gate bias at initialisation (1 = the standard
-    initialisation of SMANN Table 1; PyTorch's own default would be 0)."""
+    """LSTM with the gate-bias initialisation ``init`` (see `memrepro.models.chrono`):
+
+    * ``standard`` — forget-gate bias ``forget_bias`` (1 = SMANN §2.1 / Table 1's "standard
+      initialization", Jozefowicz et al. 2015), the other gate biases 0 (PyTorch's own default
+      would be random biases);
+    * ``chrono`` — SMANN eq. (4): b_f ~ log U([1, t_max − 1]), b_i = −b_f, the others 0.
+    """
 
     cell = nn.LSTM
     has_cell_state = True
 
-    def __init__(self, input_size: int, output_size: int, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0, forget_bias: float = 1.0):
+    def __init__(self, input_size: int, output_size: int, hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0,
+                 forget_bias: float = 1.0, init: str = "standard", t_max: float | None = None):
         super().__init__(input_size, output_size, hidden_size, num_layers, dropout)
+        check_init(init, t_max)
         H = hidden_size
         with torch.no_grad():
             for layer in range(num_layers):
                 # PyTorch orders the gates (i, f, g, o) and adds bias_ih + bias_hh: set one, zero the other.
-                getattr(self.rnn, f"bias_ih_l{layer}")[H : 2 * H].fill_(forget_bias)
-                getattr(self.rnn, f"bias_hh_l{layer}")[H : 2 * H].zero_()
+                b_i, b_f = gate_biases(init, H, t_max, forget_bias)
+                bias = getattr(self.rnn, f"bias_ih_l{layer}")
+                bias.zero_()
+                bias[:H], bias[H : 2 * H] = b_i, b_f
+                getattr(self.rnn, f"bias_hh_l{layer}").zero_()

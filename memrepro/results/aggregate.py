@@ -36,7 +36,8 @@ def variants(all_overrides: list[list[str]]) -> list[str]:
     settings = [_settings(o) for o in all_overrides]
     keys = sorted({k for s in settings for k in s})
     varying = [k for k in keys if len({s.get(k) for s in settings}) > 1]
-    return [",".join(f"{k}={s[k]}" for k in varying if k in s) for s in settings]
+    # an experiment's named cell (+experiment/<paper>/model=nmn_input) reads best as its name alone
+    return [",".join(s[k] if k.startswith("experiment/") else f"{k}={s[k]}" for k in varying if k in s) for s in settings]
 
 
 def load_runs(root: Path) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def load_runs(root: Path) -> pd.DataFrame:
             "model": s.get("model"),
             "task": s.get("task"),
             "variant": v,
-            "cell": s.get("model", "?") + (f" [{v}]" if v else ""),
+            "cell": s.get("model", "?") + (f" [{v}]" if v and v != s.get("model") else ""),
             "seed": s.get("seed"),
             "status": s.get("status"),
             "error": s.get("error", ""),

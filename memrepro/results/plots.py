@@ -40,25 +40,26 @@ def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
     return [io.CURVES]
 
 
-def plot_convergence(curves: pd.DataFrame, metric: str, path: Path, title: str = "", x: str = "sequences", logy: bool = False) -> Path:
-    """One line per cell: the mean over seeds of ``metric`` against ``x``, with a ±std band.
-
-    ``curves`` has columns cell, task, seed, ``x`` and ``metric`` (one row per evaluation).
-    """
-    tasks = sorted(curves["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+def plot_convergence(curves: pd.DataFrame, metrics: list[str], path: Path, title: str = "", x: str = "sequences") -> Path:
+    """One panel per task x metric; in each, one line per cell: the mean over seeds of the metric
+    against ``x``, with a ±std band. ``curves`` has columns cell, task, seed, ``x`` and the
+    metrics (one row per evaluation)."""
+    panels = [(t, m) for t in sorted(curves["task"].unique()) for m in metrics if m in curves and curves.loc[curves["task"] == t, m].notna().any()]
+    cols = min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax, (task, metric) in zip(axes.flat, panels):
         for cell, g in curves[curves["task"] == task].groupby("cell", sort=True):
-            stats = g.groupby(x)[metric].agg(["mean", "std", "count"]).reset_index()
+            stats = g.groupby(x)[metric].agg(["mean", "std"]).reset_index()
             line, = ax.plot(stats[x], stats["mean"], label=f"{cell} (n={g['seed'].nunique()})")
-            ax.fill_between(stats[x], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0), color=line.get_color(), alpha=0.2)
-        ax.set_title(task)
+            band = stats["std"].fillna(0)
+            ax.fill_between(stats[x], stats["mean"] - band, stats["mean"] + band, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{task}: {metric}", fontsize=10)
         ax.set_xlabel(x.replace("_", " "))
-        ax.set_ylabel(metric)
-        if logy:
-            ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -65,10 +65,26 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
         experiment = runs["experiment"].dropna().iloc[0] if runs["experiment"].notna().any() else None
         written.update(tables.paper_report(runs, tables.load_paper(paper_id), out_dir, scale, experiment))
     curves = aggregate.load_curves(sweep_dir, runs)
-    m = metric or next((c for c in CURVE_METRICS if c in curves), None)
-    if m is not None and m in curves:
-        written["figure"] = plot_convergence(curves, m, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
+    shown = [metric] if metric else curve_metrics(curves, tables.load_paper(paper_id) if paper_id else None)
+    if shown and not curves.empty:
+        written["figure"] = plot_convergence(curves, shown, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
     return written
+
+
+def curve_metrics(curves: pd.DataFrame, paper: dict | None) -> list[str]:
+    """What the convergence figure shows: for a paper table, the metrics of its rows (test
+    metrics are final-only, so their validation and training-slice curves stand in, as in the
+    papers' train/test figures); otherwise the primary metric of the evaluation set."""
+    if paper:
+        names = []
+        for row in paper["rows"]:
+            metric = row.get("metric") or ""
+            base = metric.removeprefix("test_")
+            candidates = [f"val_{base}", f"trainset_{base}"] if metric.startswith("test_") else [metric]
+            names += [c for c in candidates if c in curves and c not in names]
+        if names:
+            return names
+    return [next(c for c in CURVE_METRICS if c in curves)] if any(c in curves for c in CURVE_METRICS) else []
 
 
 def index(tables_dir: Path, doc: Path | None = None) -> Path:

@@ -107,6 +107,10 @@ class Task:
         """Task-specific metrics beside the standard ones of the output kind."""
         return {}
 
+    def check_data(self) -> None:
+        """Raise a DataError now if the task's data files are missing (the CLI calls this before
+        anything is written; generated tasks have nothing to check)."""
+
     def set_lesson(self, lesson: int) -> None:
         self.lesson = min(lesson, self.num_lessons - 1)
 

@@ -162,9 +162,7 @@ class Trainer:
     def _update(self, batch: Batch) -> None:
         model, s = self.model, self.state
         model.train()
-        outputs = model(batch.inputs)
-        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
-        total = loss + model.extra_loss()
+        loss, metrics, total = self._objective(batch)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.clip_value is not None:
@@ -184,6 +182,20 @@ class Trainer:
         for name, value in {"loss": loss.detach(), **metrics}.items():
             s.train_sums[name] = s.train_sums.get(name, 0.0) + value.item()
         s.train_count += 1
+
+    def _objective(self, batch: Batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Task loss, its metrics, and the total to minimise (teacher forcing; the forcing
+        trainers in `memrepro.train.forcing` add adversarial terms here)."""
+        outputs = self.model(batch.inputs)
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        return loss, metrics, loss + self.model.extra_loss()
+
+    def _extra_state(self) -> dict:
+        """Trainer-specific state for the checkpoint (subclasses: discriminators, buffers)."""
+        return {}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        """Inverse of `_extra_state`."""
 
     # --- evaluation ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -249,6 +261,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "progress": {**vars(s), "elapsed": s_elapsed},
+            "extra": self._extra_state(),
         })
 
     def _restore(self, ckpt: dict) -> None:
@@ -260,6 +273,7 @@ class Trainer:
             self.generator.set_state(ckpt["generator"])
             torch.set_rng_state(ckpt["torch_rng"])
             self.state = Progress(**ckpt["progress"])
+            self._load_extra_state(ckpt.get("extra") or {})
         except (KeyError, RuntimeError, TypeError, ValueError) as e:
             raise io.CheckpointError(f"checkpoint {self.ckpt_path} does not match this model/config ({type(e).__name__}): resume with the run's own settings, or start afresh") from None
         # Rows logged after the checkpoint are recomputed, exactly, by the resumed run.

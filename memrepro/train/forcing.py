@@ -1,0 +1,296 @@
+"""Professor Forcing and Memory Forcing: teacher-forced training plus adversarial terms.
+
+* `ProfessorForcing` (Lamb et al. 2016, "Professor Forcing", §3): a discriminator D_h reads the
+  sequence of hidden states and tells teacher-forced runs (label 1) from free-running ones (label
+  0, the model fed its own samples); D_h minimises the cross-entropy C_d (Memory Forcing eq. 7)
+  and the generator minimises NLL + C_h, with C_h = -log D_h(free-running states) (eq. 8).
+* `MemoryForcing` (Asadulaev, Tretyak & Filchenkov, "Memory Forcing", §3), two variants:
+  - ``adversarial`` (eq. 9): a second discriminator D_m on the sequence of memory matrices;
+    generator loss NLL + C_h + C_m (sequence generation, §4.1).
+  - ``classifier`` (eq. 10): the memory sequences of correct predictions (distance exactly 0
+    after rounding) and of incorrect ones fill two buffers; once both hold a batch, a classifier
+    D_p learns to tell them apart, and the generator minimises NLL + C_p with
+    C_p = -log D_p(this batch's memory sequences): memories should look like those of correct
+    answers (copy task, §4.2). No free-running pass is needed.
+
+Discriminators (Memory Forcing §4.1): a GRU of 128 units over the sequence, then dense layers of
+256, 8 and 4 ReLU units and one logit: the paper's "[hidden size, 128, 256, 8, 4, output size]".
+
+Gating (Lamb et al. 2016, stated with their experiments): the generator takes the adversarial
+term only while its discriminator is accurate enough to be informative (accuracy ≥ 0.75), and
+the discriminator is not trained while it is already nearly perfect (accuracy > 0.99). The
+accuracy is measured on this batch, under no_grad, *before* any loss is built, so a gated-off
+term never enters the graph.
+
+Features come from ``model.trace(state)``: key ``hidden`` for D_h, key ``memory`` (flattened) for
+D_m / D_p. Free running feeds the model's own sample of step t as the input of step t+1, so it
+needs a next-step prediction task (input size = output size, e.g. ``mnist_generation``).
+
+Every forcing trainer counts ``correct_predictions``: training sequences whose scored outputs are
+all right (bits and pixels rounded, classes by argmax) — the Memory Forcing paper's copy metric
+(Table 2) — logged per update as ``train_correct`` and in total in the summary.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+from memrepro.errors import ConfigError
+from memrepro.tasks.base import Batch, check_positive
+from memrepro.train.losses import loss_and_metrics
+from memrepro.train.trainer import Trainer
+
+DISCRIMINATOR_SIZES = (128, 256, 8, 4)
+VARIANTS = ("adversarial", "classifier")
+
+
+class Discriminator(nn.Module):
+    """Sequence [B, T, F] -> one logit per sequence (1 = teacher-forced / correct)."""
+
+    def __init__(self, features: int, sizes=DISCRIMINATOR_SIZES):
+        super().__init__()
+        self.gru = nn.GRU(features, sizes[0], batch_first=True)
+        layers, last = [], sizes[0]
+        for size in sizes[1:]:
+            layers += [nn.Linear(last, size), nn.ReLU()]
+            last = size
+        self.head = nn.Sequential(*layers, nn.Linear(last, 1))
+
+    def forward(self, sequence: Tensor, lengths: Tensor | None = None) -> Tensor:
+        if lengths is not None:
+            sequence = pack_padded_sequence(sequence, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h = self.gru(sequence)
+        return self.head(h[-1]).squeeze(-1)
+
+
+class Critic:
+    """A discriminator with its optimizer and the two accuracy gates."""
+
+    def __init__(self, features: int, make_optimizer, device, train_below: float, use_above: float):
+        self.net = Discriminator(features).to(device)
+        self.optimizer = make_optimizer(self.net.parameters())
+        self.train_below, self.use_above = train_below, use_above
+
+    def accuracy(self, real: Tensor, fake: Tensor, real_lengths=None, fake_lengths=None) -> float:
+        with torch.no_grad():
+            right = torch.cat([self.net(real, real_lengths) > 0, self.net(fake, fake_lengths) <= 0])
+        return right.float().mean().item()
+
+    def train_step(self, real: Tensor, fake: Tensor, real_lengths=None, fake_lengths=None) -> None:
+        """One step on C_d (eq. 7): real sequences labelled 1, fake ones 0 (inputs detached)."""
+        real_logits, fake_logits = self.net(real.detach(), real_lengths), self.net(fake.detach(), fake_lengths)
+        loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def fooling_loss(self, fake: Tensor) -> Tensor:
+        """C = -log D(fake) (eq. 8): the generator's term. Gradients reach D's parameters too;
+        `train_step` clears them before D's own update."""
+        logits = self.net(fake)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def sequence_correct(kind: str, outputs: Tensor, batch: Batch, num_classes: int | None) -> Tensor:
+    """[B] bool: every scored output of the sequence is right (rounded, or argmax for classes)."""
+    if kind == "classes":
+        predicted = outputs.reshape(*batch.targets.shape[:2], -1, num_classes).argmax(-1).reshape(batch.targets.shape)
+        wrong = predicted != batch.targets
+    elif kind in ("bits", "pixels"):
+        wrong = (outputs > 0).float() != batch.targets
+    else:
+        raise ValueError(f"correct predictions are defined for bits, pixels and classes outputs, not {kind}")
+    mask = batch.mask.bool()
+    while wrong.dim() > mask.dim():
+        wrong = wrong.any(-1)
+    return ~(wrong & mask).any(-1)
+
+
+class ProfessorForcing(Trainer):
+    """Teacher forcing + discriminator(s) on the hidden (and memory) sequence, free vs teacher-forced."""
+
+    def __init__(
+        self,
+        discriminator_optimizer,
+        memory: bool = False,
+        train_discriminator_below: float = 0.99,
+        use_adversary_above: float = 0.75,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("train_discriminator_below", train_discriminator_below), ("use_adversary_above", use_adversary_above)):
+            if not 0 <= value <= 1:
+                raise ConfigError(f"trainer.{name}={value!r}: an accuracy in [0, 1]")
+        self.make_discriminator_optimizer = discriminator_optimizer
+        self.gates = (train_discriminator_below, use_adversary_above)
+        self.features = ("hidden", "memory") if memory else ("hidden",)
+        self._critics: dict[str, Critic] | None = None
+        self.correct_total = 0
+
+    # --- features ------------------------------------------------------------------------------
+    def traced(self, states: list) -> dict[str, Tensor]:
+        """The per-step states -> {feature: [B, T, F]}, for the features the critics read."""
+        traces = [self.model.trace(state) for state in states]
+        missing = [f for f in self.features if f not in traces[0]]
+        if missing:
+            raise ConfigError(
+                f"trainer={type(self).__name__}: model {type(self.model).__name__} exposes no {'/'.join(missing)} in trace(); "
+                "use a memory model (e.g. model=dnc) for memory forcing"
+            )
+        return {f: torch.stack([t[f].flatten(1) for t in traces], dim=1) for f in self.features}
+
+    @property
+    def critics(self) -> dict[str, Critic]:
+        """Built on first use: their input sizes come from the model's trace."""
+        if self._critics is None:
+            with torch.no_grad():
+                probe = self.traced([self.model.initial_state(1)])
+            self._critics = {
+                f: Critic(probe[f].shape[-1], self.make_discriminator_optimizer, self.device, *self.gates) for f in self.features
+            }
+        return self._critics
+
+    free_running = True
+
+    def fit(self, model, task, *args, **kwargs):
+        if task.output_kind == "regression":
+            raise ConfigError(
+                f"trainer={type(self).__name__}: needs bits, pixels or classes outputs to sample and to count "
+                f"correct predictions; {type(task).__name__} is regression"
+            )
+        if self.free_running and task.input_size != task.output_size:
+            raise ConfigError(
+                f"trainer={type(self).__name__} runs the model on its own samples, so the task must predict its next input "
+                f"(input size = output size); {type(task).__name__} has {task.input_size} -> {task.output_size}"
+            )
+        return super().fit(model, task, *args, **kwargs)
+
+    def free_run(self, batch: Batch) -> list:
+        """States of a free-running pass: the input of step t+1 is the model's sample at step t."""
+        state = self.model.initial_state(len(batch))
+        x, states = batch.inputs[:, 0], []
+        for _ in range(batch.inputs.shape[1]):
+            y, state = self.model.step(x, state)
+            states.append(state)
+            x = self.sample_input(y.detach())
+        return states
+
+    def sample_input(self, y: Tensor) -> Tensor:
+        if self.task.output_kind == "classes":
+            logits = y.unflatten(-1, (-1, self.task.num_classes))
+            picks = torch.multinomial(logits.softmax(-1).flatten(0, -2), 1).view(logits.shape[:-1])
+            return F.one_hot(picks, self.task.num_classes).flatten(-2).float()
+        return torch.bernoulli(torch.sigmoid(y))
+
+    # --- the objective -------------------------------------------------------------------------
+    def _objective(self, batch: Batch):
+        outputs, states = self.model(batch.inputs, return_states=True)
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        self.count_correct(outputs, batch, metrics)
+        teacher, free = self.traced(states), self.traced(self.free_run(batch))
+        total = loss + self.model.extra_loss()
+        for name in self.features:
+            total = total + self.gated_term(name, teacher[name], free[name], free[name], metrics)
+        return loss, metrics, total
+
+    def gated_term(self, name: str, real: Tensor, fake: Tensor, fooled: Tensor, metrics: dict, real_lengths=None, fake_lengths=None):
+        """Measure D's accuracy on this batch, train D unless it is nearly perfect, and return the
+        generator's term on ``fooled`` only if D is accurate enough (else no graph is built)."""
+        critic = self.critics[name]
+        accuracy = critic.accuracy(real, fake, real_lengths, fake_lengths)
+        if accuracy <= critic.train_below:
+            critic.train_step(real, fake, real_lengths, fake_lengths)
+        use = accuracy >= critic.use_above
+        metrics[f"d_{name}_accuracy"], metrics[f"d_{name}_used"] = torch.tensor(accuracy), torch.tensor(float(use))
+        return critic.fooling_loss(fooled) if use else 0.0
+
+    def count_correct(self, outputs: Tensor, batch: Batch, metrics: dict) -> Tensor:
+        """[B] bool of fully right sequences; adds their number to the total and the metrics."""
+        correct = sequence_correct(self.task.output_kind, outputs.detach(), batch, self.task.num_classes)
+        self.correct_total += int(correct.sum())
+        metrics["correct"] = correct.sum().float()
+        return correct
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def _extra_state(self) -> dict:
+        return {"critics": {f: c.state_dict() for f, c in self.critics.items()}, "correct_total": self.correct_total}
+
+    def _load_extra_state(self, extra: dict) -> None:
+        for f, critic in self.critics.items():
+            critic.load_state_dict(extra["critics"][f])
+        self.correct_total = extra["correct_total"]
+
+    def _final(self) -> dict:
+        return {**super()._final(), "correct_predictions": self.correct_total}
+
+
+class MemoryForcing(ProfessorForcing):
+    """Memory Forcing, eq. 9 (``variant=adversarial``) or eq. 10 (``variant=classifier``)."""
+
+    def __init__(self, variant: str = "adversarial", buffer_size: int = 512, **kwargs):
+        if variant not in VARIANTS:
+            raise ConfigError(f"trainer.variant={variant!r}: choose adversarial (eq. 9) or classifier (eq. 10)")
+        check_positive("trainer.buffer_size", buffer_size)
+        super().__init__(memory=True, **kwargs)
+        self.variant = variant
+        self.free_running = variant == "adversarial"
+        if variant == "classifier":
+            self.features = ("memory",)
+            self.buffers = {True: deque(maxlen=buffer_size), False: deque(maxlen=buffer_size)}
+            self._buffer_generator = None
+
+    @property
+    def buffer_generator(self) -> torch.Generator:
+        """Draws from the buffers; its own stream, so the training data match teacher forcing's."""
+        if self._buffer_generator is None:
+            self._buffer_generator = torch.Generator().manual_seed(self.generator.initial_seed() + 1)
+        return self._buffer_generator
+
+    def _objective(self, batch: Batch):
+        if self.variant == "adversarial":
+            return super()._objective(batch)
+        outputs, states = self.model(batch.inputs, return_states=True)
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        correct = self.count_correct(outputs, batch, metrics)
+        memories = self.traced(states)["memory"]
+        total = loss + self.model.extra_loss()
+        if all(len(b) >= len(batch) for b in self.buffers.values()):
+            (good, good_lengths), (bad, bad_lengths) = (self.draw(self.buffers[k], len(batch)) for k in (True, False))
+            total = total + self.gated_term("memory", good, bad, memories, metrics, good_lengths, bad_lengths)
+        for memory, ok in zip(memories.detach(), correct.tolist()):
+            self.buffers[ok].append(memory)
+        return loss, metrics, total
+
+    def draw(self, buffer: deque, n: int) -> tuple[Tensor, Tensor]:
+        """n random buffered sequences, padded, with their lengths (sequences differ in length)."""
+        picks = torch.randperm(len(buffer), generator=self.buffer_generator)[:n].tolist()
+        items = [buffer[i] for i in picks]
+        return pad_sequence(items, batch_first=True), torch.tensor([len(m) for m in items])
+
+    def _extra_state(self) -> dict:
+        extra = super()._extra_state()
+        if self.variant == "classifier":
+            extra["buffers"] = {k: list(b) for k, b in self.buffers.items()}
+            extra["buffer_generator"] = self.buffer_generator.get_state()
+        return extra
+
+    def _load_extra_state(self, extra: dict) -> None:
+        super()._load_extra_state(extra)
+        if self.variant == "classifier":
+            for k, items in extra["buffers"].items():
+                self.buffers[k].clear()
+                self.buffers[k].extend(items)
+            self.buffer_generator.set_state(extra["buffer_generator"])
