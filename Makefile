@@ -6,6 +6,8 @@ SCALE  ?= quick
 JOBS   ?= 1
 TABLES := $(sort $(subst _,-,$(basename $(notdir $(wildcard memrepro/papers/*.yaml)))))
 LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
+SEEDS_PER_JOB ?= 1
+PARALLEL = $(if $(filter-out 1,$(SEEDS_PER_JOB)),trainer.parallel_seeds=$(SEEDS_PER_JOB))
 # The main job of `make run`: the embedded default (NMN on extended recall; generated data, no
 # download), under a minute on 2 CPU cores. Compare with `make run RUN_ARGS=model=rnn`.
 RUN_ARGS ?= model=nmn task=extended_recall
@@ -36,11 +38,11 @@ test: install ## Set up and run the test suite (< 10 min on 2 cores)
 test-full: install ## All tests, the slow learning tests included
 	$(BIN)/python -m pytest
 
-bench: install ## Throughput and time-to-solve benchmarks (figures kept in docs/benchmarks.md)
-	$(BIN)/python scripts/bench.py
+bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"; docs/benchmarks.md)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
-table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 (re-running skips finished jobs)
-	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER)
+table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 (re-running skips finished jobs)
+	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL)
 	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE)
 
 tables: install ## Every paper table, then outputs/tables/index.md (SCALE=quick also regenerates docs/REPRODUCTION.md)

@@ -1,4 +1,4 @@
-"""`memrepro`: the command line. A thin Hydra wrapper around `memrepro.run.run`.
+"""`memrepro`: the command line. A thin Hydra wrapper around `memrepro.run.run_seeds`.
 
 Before Hydra starts, the overrides are checked so that a wrong name or value ends in one line
 naming the problem (and nothing is written): Hydra's own messages run over several lines.
@@ -18,7 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from memrepro.config import CONF_DIR, GROUPS, check_option, compose, register_resolvers
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
-from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run
+from memrepro.train.compiled import compile_training_step
+from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run_seeds, seed_runs, with_values
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
 GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks those names itself
@@ -29,15 +30,57 @@ def main() -> None:
     args = sys.argv[1:]
     if not HYDRA_FLAGS_WITHOUT_RUN & set(args):
         try:
+            args = group_seed_sweep(args)
             check_overrides(args)
         except MemreproError as e:
             fail(e)
+        sys.argv[1:] = args
     _hydra_main()
 
 
 def fail(error: Exception) -> None:
     print(f"memrepro: error: {error}", file=sys.stderr)
     sys.exit(2)
+
+
+def group_seed_sweep(args: list[str]) -> list[str]:
+    """A sweep with ``trainer.parallel_seeds=k`` over ``seed=0,1,…`` runs one job per k consecutive
+    seeds: ``seed=0,…,9 trainer.parallel_seeds=5`` becomes ``seed=0,5``, and each job trains its
+    seeds in lockstep (``<job folder>/seed=<s>/``). Fewer seeds than k: one job with all of them.
+    The seed axis comes from the command line or else from the experiment's sweeper params."""
+    if "-m" not in args and "--multirun" not in args:
+        return args
+    try:
+        parsed = {o.key_or_group: o for o in OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])}
+    except Exception:
+        return args  # check_overrides reports it
+    k = parsed.get("trainer.parallel_seeds")
+    if k is None or k.is_sweep_override() or not isinstance(k.value(), int) or k.value() <= 1:
+        return args
+    seed = parsed.get("seed") or _experiment_seed_axis(parsed.get("experiment"))
+    if seed is None or not seed.is_sweep_override():
+        return args
+    seeds = sorted(seed.sweep_iterator())
+    if not all(isinstance(s, int) for s in seeds):
+        return args  # check_runtime reports it
+    asked = k.value()
+    k = min(asked, len(seeds))
+    groups = [seeds[i : i + k] for i in range(0, len(seeds), k)]
+    if len(seeds) % k or any(g != list(range(g[0], g[0] + k)) for g in groups):
+        raise ConfigError(f"trainer.parallel_seeds={asked} with {seed.input_line}: a job trains k consecutive seeds; sweep consecutive seeds, a multiple of k of them")
+    grouped = [f"seed={','.join(str(g[0]) for g in groups)}", f"trainer.parallel_seeds={k}"]
+    return [a for a in args if a not in (seed.input_line, parsed["trainer.parallel_seeds"].input_line)] + grouped
+
+
+def _experiment_seed_axis(experiment):
+    """``hydra.sweeper.params.seed`` of the chosen experiment file, as a parsed override."""
+    if experiment is None or experiment.is_sweep_override() or experiment.is_delete():
+        return None
+    path = CONF_DIR / "experiment" / f"{experiment.value()}.yaml"
+    if not path.exists():
+        return None  # check_overrides names the unknown experiment
+    axis = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params.seed")
+    return None if axis is None else OverridesParser.create().parse_overrides([f"seed={axis}"])[0]
 
 
 def check_overrides(args: list[str]) -> None:
@@ -65,13 +108,16 @@ def check_overrides(args: list[str]) -> None:
         raise ConfigError(_one_line(e)) from None
     # Everything run() would reject, rejected before Hydra creates or touches a folder:
     check_runtime(cfg)
-    task, _, _ = build(cfg)  # every constructor validates its arguments
+    task, model, _ = build(cfg)  # every constructor validates its arguments
     task.check_data()
+    if cfg.compile:
+        compile_training_step(model)  # refuses fused models and a missing C++ compiler
     if cfg.run_dir is not None:
-        io.prepare_run_dir(Path(cfg.run_dir), cfg.resume)
-        if cfg.resume:
-            check_resume_config(cfg, Path(cfg.run_dir))
-            io.load_checkpoint(Path(cfg.run_dir) / io.CHECKPOINT)
+        for seed_cfg, folder in seed_runs(cfg, cfg.run_dir):
+            io.prepare_run_dir(folder, cfg.resume)
+            if cfg.resume:
+                check_resume_config(seed_cfg, folder)
+                io.load_checkpoint(folder / io.CHECKPOINT)
 
 
 def _check_output_root(parsed) -> None:
@@ -108,12 +154,8 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         "experiment": choices.get("experiment"),
         "overrides": list(hc.overrides.task),
     }
-    if multirun:
-        cfg = _sweep_job_mode(cfg, run_dir)
-        if cfg is None:
-            return io.read_summary(run_dir)
     try:
-        summary = run(cfg, run_dir, meta)
+        summaries = run_seeds(cfg, run_dir, meta, job_mode=_sweep_job_mode if multirun else None)
     except MemreproError as e:
         if not multirun:
             fail(e)
@@ -125,8 +167,9 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         # One failing job must not take the sweep down: it is recorded in its summary.json.
         print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
-    print_summary(summary, run_dir)
-    return summary
+    for (_, folder), summary in zip(seed_runs(cfg, run_dir), summaries):
+        print_summary(summary, folder)
+    return summaries[0] if len(summaries) == 1 else summaries
 
 
 def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
@@ -134,7 +177,7 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
     skipped (None), interrupted ones continue from their checkpoint, failed ones start again."""
     previous = io.read_summary(run_dir)
     if previous is None and not (run_dir / io.CHECKPOINT).exists():
-        return _with(cfg, resume=False)
+        return with_values(cfg, resume=False)
     if not cfg.resume:
         return cfg  # prepare_run_dir refuses to overwrite it, with the reason
     if previous and previous.get("status") in ("completed", "solved"):
@@ -144,14 +187,7 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
         return cfg
     for name in (io.SUMMARY, io.METRICS, io.TIMING, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
-    return _with(cfg, resume=False)
-
-
-def _with(cfg: DictConfig, **values) -> DictConfig:
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.update(values)
-    return cfg
+    return with_values(cfg, resume=False)
 
 
 def print_summary(summary: dict, run_dir: Path) -> None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+TINY = 1e-30  # sharpen: an exact zero weight enters the log as this
 EPS = 1e-6  # guards norms and the allocation's cumulative product (DeepMind's dnc uses 1e-6)
 
 
@@ -79,26 +80,24 @@ def circular_shift(weights: Tensor, shift: Tensor) -> Tensor:
     """NTM eq. 8: w̃(i) = Σ_j w(j) s(i - j), indices modulo N.
 
     ``shift`` [..., H, 2r+1] is a distribution over the offsets -r, ..., 0, ..., +r in that
-    order: all mass on +1 moves every weight one slot forward. Loop-free: the weights are padded
-    circularly by r on each side and every window of 2r+1 slots is dotted with the reversed shift.
+    order: all mass on +1 moves every weight one slot forward. Loop-free over slots: the weights
+    are padded circularly by r on each side and each offset adds one shifted slice.
     """
     n, width = weights.shape[-1], shift.shape[-1]
     r = width // 2
     padded = torch.cat([weights[..., n - r :], weights, weights[..., :r]], dim=-1)  # [..., H, N+2r]
-    windows = padded.unfold(-1, width, 1)  # [..., H, N, 2r+1]: window i holds w(i-r), ..., w(i+r)
-    return (windows @ shift.flip(-1).unsqueeze(-1)).squeeze(-1)
+    out = shift[..., r : r + 1] * weights
+    for k in range(width):
+        if k != r:  # offset k - r: w̃(i) gets w(i - (k - r)) = padded[i + 2r - k]
+            out = torch.addcmul(out, shift[..., k : k + 1], padded[..., 2 * r - k : 2 * r - k + n])
+    return out
 
 
 def sharpen(weights: Tensor, gamma: Tensor) -> Tensor:
-    """NTM eq. 9: w(i) = w̃(i)^γ / Σ_j w̃(j)^γ, with γ [..., H] ≥ 1.
-
-    Exact zeros in w̃ (underflow, one-hot weights) are safe: d(w^γ)/dγ = w^γ ln w is 0·(-inf)
-    at w = 0 when written as exp(γ ln w), but torch.pow's backward returns the limit 0 there
-    (tests/test_memory.py pins this). The weights are divided by their maximum first, which
-    leaves the result unchanged but keeps (1/N)^γ from underflowing to an all-zero 0/0.
-    """
-    powered = (weights / weights.amax(dim=-1, keepdim=True)) ** gamma.unsqueeze(-1)
-    return powered / powered.sum(dim=-1, keepdim=True)
+    """NTM eq. 9: w(i) = w̃(i)^γ / Σ_j w̃(j)^γ, with γ [..., H] ≥ 1, computed as the identical
+    softmax(γ ln w̃): its max-subtraction keeps (1/N)^γ from underflowing to 0/0, and exact zeros
+    in w̃ (one-hot weights) enter as ln 1e-30, so they stay ≈ 0 with finite gradients."""
+    return torch.softmax(gamma.unsqueeze(-1) * torch.log(weights.clamp_min(TINY)), dim=-1)
 
 
 def ntm_address(

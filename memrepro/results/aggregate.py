@@ -9,7 +9,7 @@ import yaml
 from memrepro.results import io
 
 # overrides that identify the seed or the cell's axes rather than a variant of the cell
-AXIS_KEYS = ("seed", "model", "task", "scale", "experiment", "resume", "run_dir", "device", "threads", "plots", "trainer.progress")
+AXIS_KEYS = ("seed", "model", "task", "scale", "experiment", "resume", "run_dir", "device", "threads", "compile", "plots", "trainer.progress", "trainer.parallel_seeds")
 
 
 def find_runs(root: Path) -> list[Path]:

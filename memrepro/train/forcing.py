@@ -165,7 +165,7 @@ class ProfessorForcing(Trainer):
 
     free_running = True
 
-    def fit(self, model, task, *args, **kwargs):
+    def start(self, model, task, *args, **kwargs):
         if task.output_kind == "regression":
             raise ConfigError(
                 f"trainer={type(self).__name__}: needs bits, pixels or classes outputs to sample and to count "
@@ -176,7 +176,7 @@ class ProfessorForcing(Trainer):
                 f"trainer={type(self).__name__} runs the model on its own samples, so the task must predict its next input "
                 f"(input size = output size); {type(task).__name__} has {task.input_size} -> {task.output_size}"
             )
-        return super().fit(model, task, *args, **kwargs)
+        return super().start(model, task, *args, **kwargs)
 
     def free_run(self, batch: Batch) -> list:
         """States of a free-running pass: the input of step t+1 is the model's sample at step t."""

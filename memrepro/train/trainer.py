@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from memrepro.errors import ConfigError, TrainingDiverged
@@ -73,12 +74,15 @@ class Trainer:
         nonfinite: str = "stop",
         best_metric: str = "loss",
         progress: bool = True,
+        parallel_seeds: int = 1,
     ):
         for name, value in [("batch_size", batch_size), ("steps", steps), ("epochs", epochs), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)]:
             check_positive(f"trainer.{name}", value)
         for name, value in [("clip_norm", clip_norm), ("clip_value", clip_value)]:
             if value is not None:
                 check_positive(f"trainer.{name}", value)
+        if not isinstance(parallel_seeds, int) or isinstance(parallel_seeds, bool) or parallel_seeds < 1:
+            raise ConfigError(f"trainer.parallel_seeds={parallel_seeds!r}: must be an integer ≥ 1")
         if nonfinite not in ("stop", "skip"):
             raise ConfigError(f"trainer.nonfinite={nonfinite!r}: choose stop or skip")
         for name, rule in [("early_stop", early_stop), ("curriculum", curriculum)]:
@@ -95,11 +99,27 @@ class Trainer:
         self.early_stop, self.curriculum = early_stop, curriculum
         self.nonfinite, self.progress = nonfinite, progress
         self.best_metric = best_metric
+        self.parallel_seeds = parallel_seeds  # read by `memrepro.run`: seeds trained in one process
 
     # ------------------------------------------------------------------------------------------
     def fit(self, model, task: Task, run_dir: Path, seed: int = 0, resume: bool = False, device="cpu") -> dict:
         """Train ``model`` on ``task``; write metrics.csv/timing.csv/checkpoint.pt into ``run_dir``.
         Returns the final metrics and run statistics (the caller writes summary.json)."""
+        self.start(model, task, run_dir, seed, resume, device)
+        bar = tqdm(total=self.total, initial=self.state.step, disable=not self.progress, desc=f"{type(model).__name__}/{type(task).__name__}", dynamic_ncols=True, leave=False)
+        while not self.done:
+            self._update(self._next_batch())
+            bar.update(1)
+            row = self.after_update()
+            if row:
+                bar.set_postfix(loss=f"{row.get('train_loss', math.nan):.4g}", **{self._key(): f"{row[self._key()]:.4g}"})
+        bar.close()
+        return self._final()
+
+    def start(self, model, task: Task, run_dir: Path, seed: int = 0, resume: bool = False, device="cpu") -> None:
+        """Everything before the first update: optimizer, data streams, evaluation sets, resume.
+        `fit` is ``start``, then `_update` and `after_update` until `done`, then `_final`
+        (`memrepro.train.parallel` drives several trainers through the same steps in lockstep)."""
         run_dir = Path(run_dir)
         self.model, self.task, self.device = model.to(device), task, torch.device(device)
         self.optimizer = self.make_optimizer(model.parameters())
@@ -116,34 +136,36 @@ class Trainer:
             self.eval_sets.update(task.extra_eval_sets(eval_generator))
             task.set_lesson(0)
             self.splits = None
-            total = self.steps
+            self.total = self.steps
         else:
             self.splits = task.make_splits(torch.Generator().manual_seed(seed))
             # a fixed slice of the training split, so train and test curves share every metric
             trainset = self.splits["train"][: task.eval_size]
             self.eval_sets = {"val": self.splits["val"], "trainset": trainset, **task.extra_eval_sets(eval_generator)}
-            total = self.epochs * math.ceil(len(self.splits["train"]) / self.batch_size)
+            self.total = self.epochs * math.ceil(len(self.splits["train"]) / self.batch_size)
 
         self.state = Progress()
         if resume:
             self._restore(io.load_checkpoint(self.ckpt_path))
         task.set_lesson(self.state.lesson)
+        self.stopped = False
         self.start_time = time.perf_counter()
-        bar = tqdm(total=total, initial=self.state.step, disable=not self.progress, desc=f"{type(model).__name__}/{type(task).__name__}", dynamic_ncols=True, leave=False)
-        stop = False
-        while not stop and self.state.step < total:
-            batch = self._next_batch()
-            self._update(batch)
-            bar.update(1)
-            at_epoch_end = self.splits is not None and self.state.epoch_pos == 0
-            if self.state.step % self.eval_every == 0 or at_epoch_end or self.state.step == total:
-                row = self._evaluate()
-                bar.set_postfix(loss=f"{row.get('train_loss', math.nan):.4g}", **{self._key(): f"{row[self._key()]:.4g}"})
-                stop = self._advance(row)
-            if self.state.step % self.checkpoint_every == 0 or stop or self.state.step == total:
-                self._checkpoint()
-        bar.close()
-        return self._final()
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.state.step >= self.total
+
+    def after_update(self) -> dict | None:
+        """Evaluate, move the curriculum, decide early stop and checkpoint when due; returns the
+        metrics row when an evaluation ran."""
+        s, row = self.state, None
+        at_epoch_end = self.splits is not None and s.epoch_pos == 0
+        if s.step % self.eval_every == 0 or at_epoch_end or s.step == self.total:
+            row = self._evaluate()
+            self.stopped = self._advance(row)
+        if s.step % self.checkpoint_every == 0 or self.done:
+            self._checkpoint()
+        return row
 
     # --- one update ---------------------------------------------------------------------------
     def _next_batch(self) -> Batch:
@@ -160,11 +182,25 @@ class Trainer:
         return train[idx].to(self.device)
 
     def _update(self, batch: Batch) -> None:
-        model, s = self.model, self.state
-        model.train()
+        self.model.train()
         loss, metrics, total = self._objective(batch)
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)  # after the objective: it may train other nets (forcing)
         total.backward()
+        self._apply(batch, loss, total, metrics)
+
+    def _objective(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """Task loss, its metrics, and the total to minimise (teacher forcing; the forcing
+        trainers in `memrepro.train.forcing` add adversarial terms here)."""
+        return self._loss(self.model(batch.inputs), batch)
+
+    def _loss(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """The task loss of given outputs, its metrics, and the total with the model's regularisers."""
+        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        return loss, metrics, loss + self.model.extra_loss()
+
+    def _apply(self, batch: Batch, loss: Tensor, total: Tensor, metrics: dict[str, Tensor]) -> None:
+        """Clip the gradients that `total.backward()` left, step the optimizer, count the update."""
+        model, s = self.model, self.state
         if self.clip_value is not None:
             torch.nn.utils.clip_grad_value_(model.parameters(), self.clip_value)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_norm or math.inf)
@@ -182,13 +218,6 @@ class Trainer:
         for name, value in {"loss": loss.detach(), **metrics}.items():
             s.train_sums[name] = s.train_sums.get(name, 0.0) + value.item()
         s.train_count += 1
-
-    def _objective(self, batch: Batch) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Task loss, its metrics, and the total to minimise (teacher forcing; the forcing
-        trainers in `memrepro.train.forcing` add adversarial terms here)."""
-        outputs = self.model(batch.inputs)
-        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
-        return loss, metrics, loss + self.model.extra_loss()
 
     def _extra_state(self) -> dict:
         """Trainer-specific state for the checkpoint (subclasses: discriminators, buffers)."""
