@@ -43,7 +43,7 @@ def test_table_has_the_paper_column_and_verdicts(fig10):
 def test_index_lists_every_paper_table(fig10, tmp_path):
     root, _ = fig10
     page = index(root, doc=tmp_path / "REPRODUCTION.md").read_text()
-    assert "| nmn-fig10" in page and "not run yet: `make table-smann-1`" in page
+    assert "| nmn-fig10" in page and "not run yet (its estimated wall time is in conf/experiment/smann_1.yaml): `make table-smann-1`" in page
     assert (tmp_path / "REPRODUCTION.md").read_text() == page
 
 

@@ -321,7 +321,7 @@ def test_task_config_composes_and_builds_at_smoke_scale(name):
     assert type(task) is TASKS[name]
     assert task.eval_size == 50  # ${sc:eval,1000} x 0.05
     if not task.online:
-        assert task.dataset_size == {"copy_memory": 500, "add": 500, "frequency": 300}.get(name, 10)
+        assert task.dataset_size == {"copy_memory": 500, "add": 500, "frequency": 300, "extended_recall": 100}.get(name, 10)
         assert len(task.make_splits(gen())["test"]) > 0
     assert len(task.sample(2, gen())) == 2
 
