@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import SMOKE, run_cli, smoke_cfg
+from conftest import REPO, SMOKE, run_cli, smoke_cfg
 from memrepro.cli import group_seed_sweep
 from memrepro.errors import ConfigError
 from memrepro.models.base import SequenceModel
@@ -19,6 +19,7 @@ from memrepro.results.report import report
 from memrepro.run import run, run_seeds
 from memrepro.tasks.base import Batch, Task
 from memrepro.train.parallel import Lane, fit_parallel
+from memrepro.train.stacked import StackedForward
 from memrepro.train.trainer import Trainer
 
 
@@ -254,3 +255,21 @@ def test_memory_models_fold_and_match_sequential_runs(tmp_path, model_name):
     assert forward.strategy == "fold", forward.notes
     for s in seeds:
         pd.testing.assert_frame_equal(metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s), rtol=1e-4, atol=1e-5)
+
+
+EXPECTED_STRATEGY = {"ntm": "fold", "dnc": "fold", "stack_rnn": "fold", "nmn": "fold", "ffnn": "fold", "smann": "loop", "lstm": "loop"}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")))
+def test_every_model_runs_stacked_with_its_own_outputs(name):
+    """Whichever strategy each model gets, the k outputs are each model's own (eval mode: no dropout)."""
+    from memrepro.run import build
+
+    models = [build(smoke_cfg(f"model={name}", "task=copy"), seed=s)[1].eval() for s in range(3)]
+    batches = [Batch(torch.rand(2, 5, 9), torch.rand(2, 5, 8), torch.ones(2, 5)) for _ in models]
+    forward = StackedForward()
+    with torch.no_grad():
+        outputs = forward(models, batches)
+        for model, batch, y in zip(models, batches, outputs):
+            torch.testing.assert_close(y, model(batch.inputs), rtol=1e-4, atol=1e-5)
+    assert forward.strategy == EXPECTED_STRATEGY.get(name, forward.strategy), forward.notes
