@@ -42,7 +42,7 @@ EXPERIMENTS = {
     "lstm-copy": [*COPY, "model=lstm", "model.hidden_size=119", STOP_BITS, "trainer.steps=8000", "trainer.eval_every=100"],
     # DNC: DeepMind's defaults, with 32 slots so that a 20-vector sequence fits in memory.
     "dnc-copy": [*COPY, "model=dnc", "model.memory_slots=32", STOP_BITS, "trainer.steps=6000", "trainer.eval_every=100"],
-    "dnc-repeat-copy": ["task=repeat_copy", "task.eval_size=100", "trainer.optimizer.lr=1e-3", "model=dnc", STOP_BITS, "trainer.steps=6000", "trainer.eval_every=100"],
+    "dnc-repeat-copy": ["task=repeat_copy", "task.eval_size=100", "trainer.optimizer.lr=1e-3", "model=dnc", STOP_BITS, "trainer.steps=6000", "trainer.eval_every=200"],
     "stack-anbn": [*STACK, "task.language=anbn", "trainer.steps=4000", "trainer.eval_every=100"],
     "stack-anbncn": [*STACK, "task.language=anbncn", "trainer.steps=4000", "trainer.eval_every=100"],
 }

@@ -19,7 +19,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 MAX_PANELS_PER_KEY = 3  # heads or stacks drawn per trace key; more would drown the figure
-PANEL_HEIGHT = 1.5  # inches
+PANEL_HEIGHT = (1.2, 3.5)  # inches, for images of few and of many (≥ ROWS_FOR_TALLEST) rows
+ROWS_FOR_TALLEST = 128
 
 
 def _as_image(x: Tensor, sequence: int) -> Tensor:
@@ -54,7 +55,9 @@ def plot_memory_trace(path, inputs: Tensor, targets: Tensor, outputs: Tensor, tr
     """
     panels = [("input", _as_image(inputs, sequence)), ("target", _as_image(targets, sequence)), ("output", _as_image(outputs, sequence))]
     panels += _trace_panels(traces, sequence)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, PANEL_HEIGHT * len(panels)), squeeze=False)
+    lo, hi = PANEL_HEIGHT  # taller panels for many rows, so that one-slot-wide weights stay visible
+    heights = [lo + (hi - lo) * min(image.shape[0], ROWS_FOR_TALLEST) / ROWS_FOR_TALLEST for _, image in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.4 * len(panels)), squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, (name, image) in zip(axes[:, 0], panels):
         ax.imshow(image.numpy(), aspect="auto", interpolation="nearest", cmap="viridis")
         ax.set_title(name, fontsize=9, loc="left")
