@@ -5,7 +5,7 @@
     python scripts/bench.py --ref-ntm DIR --ref-dnc DIR  ... and the reference checkouts beside ours, with ratios
     python scripts/bench.py --compile                    ... and NTM, DNC with compile=true (a minute of compiling each)
     python scripts/bench.py --parallel                   5 seeds in lockstep vs 5 sequential runs
-    python scripts/bench.py --solve                      NTM copy: sequences and seconds to < 0.1 bit errors/seq
+    python scripts/bench.py --solve                      NTM copy, seeds 0-2: sequences and seconds to < 0.1 bit errors/seq
     python scripts/bench.py --save                       write the figures into docs/benchmarks.md
 
 The sizes are issue 7's: copy task, length 20 (41 steps), LSTM controller of 100 units, memory
@@ -281,7 +281,8 @@ def main() -> None:
     p.add_argument("--parallel-model", default="ntm")
     p.add_argument("--parallel-steps", type=int, default=30)
     p.add_argument("--solve", action="store_true", help="NTM copy time-to-solve (minutes)")
-    p.add_argument("--solve-overrides", default="", help="space-separated overrides for the solve run, e.g. compile=true")
+    p.add_argument("--solve-overrides", default="", help="space-separated overrides for the solve runs, e.g. compile=true")
+    p.add_argument("--solve-seeds", default="0,1,2", help="one solve run per seed")
     p.add_argument("--save", action="store_true", help="store these figures in docs/benchmarks.md (the 'previous' of the next run)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -318,8 +319,9 @@ def main() -> None:
             report_line(figures, previous, f"parallel/{model}/b{batch}", r, keys=("cpu_speedup", "speedup", "max_diff", "sequential_s", "parallel_s"))
     if args.solve:
         if available("ntm"):
-            r = measure({**base, "kind": "solve", "overrides": args.solve_overrides.split()})
-            report_line(figures, previous, "solve/ntm", r, keys=("solved", "seconds", "sequences", "final_bit_errors"))
+            for seed in map(int, args.solve_seeds.split(",")):  # NTM training is erratic: one seed says little
+                r = measure({**base, "kind": "solve", "overrides": [*args.solve_overrides.split(), f"seed={seed}"]})
+                report_line(figures, previous, f"solve/ntm/seed{seed}", r, keys=("solved", "seconds", "sequences", "final_bit_errors"))
         else:
             notes.append("solve: skipped (no NTM on this branch)")
     for note in notes:
