@@ -7,6 +7,7 @@ JOBS   ?= 1
 TABLES := $(sort $(subst _,-,$(basename $(notdir $(wildcard memrepro/papers/*.yaml)))))
 LAUNCHER = $(if $(filter-out 1,$(JOBS)),hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS))
 SEEDS_PER_JOB ?= 1
+ARGS   ?=
 PARALLEL = $(if $(filter-out 1,$(SEEDS_PER_JOB)),trainer.parallel_seeds=$(SEEDS_PER_JOB))
 # The main job of `make run`: the embedded default (NMN on extended recall; generated data, no
 # download), under a minute on 2 CPU cores. Compare with `make run RUN_ARGS=model=rnn`.
@@ -41,8 +42,8 @@ test-full: install ## All tests, the slow learning tests included
 bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"; docs/benchmarks.md)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
-table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 (re-running skips finished jobs)
-	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL)
+table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
+	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL) $(ARGS)
 	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE)
 
 tables: install ## Every paper table, then outputs/tables/index.md (SCALE=quick also regenerates docs/REPRODUCTION.md)

@@ -111,7 +111,7 @@ def check_overrides(args: list[str]) -> None:
     task, model, _ = build(cfg)  # every constructor validates its arguments
     task.check_data()
     if cfg.compile:
-        compile_training_step(model)  # refuses fused models and a missing C++ compiler
+        compile_training_step(model, cfg.compile_steps)  # refuses fused models and a missing C++ compiler
     if cfg.run_dir is not None:
         for seed_cfg, folder in seed_runs(cfg, cfg.run_dir):
             io.prepare_run_dir(folder, cfg.resume)

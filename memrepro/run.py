@@ -19,7 +19,7 @@ from memrepro.train.compiled import compile_training_step
 from memrepro.train.parallel import Lane, fit_parallel
 
 # settings that do not change what is computed: excluded when comparing a resumed run's config
-RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots", "compile")
+RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots", "compile", "compile_steps")
 CONFIG = "config.yaml"  # the resolved config of a run, which a resume must match
 
 
@@ -48,7 +48,7 @@ def _instantiate(node: DictConfig, group: str, **kwargs):
 
 def check_runtime(cfg: DictConfig) -> torch.device:
     """The run-level settings: seed, threads, compile and an available device."""
-    for name, minimum in (("seed", 0), ("threads", 0)):
+    for name, minimum in (("seed", 0), ("threads", 0), ("compile_steps", 1)):
         value = cfg[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{name}={value!r}: must be an integer ≥ {minimum}")
@@ -159,7 +159,7 @@ class RunRecord:
         try:
             self.task, self.model, self.trainer = build(cfg)
             if cfg.compile:
-                compile_training_step(self.model)
+                compile_training_step(self.model, cfg.compile_steps)
             summary.setdefault("model", type(self.model).__name__.lower())
             summary.setdefault("task", type(self.task).__name__.lower())
             summary.update(parameters=self.model.num_parameters(), model_class=type(self.model).__name__, task_class=type(self.task).__name__,

@@ -4,6 +4,7 @@
     python scripts/bench.py                              throughput of every model on main, batch 1 and 32
     python scripts/bench.py --ref-ntm DIR --ref-dnc DIR  ... and the reference checkouts beside ours, with ratios
     python scripts/bench.py --compile                    ... and NTM, DNC with compile=true (a minute of compiling each)
+    python scripts/bench.py --compile --compile-steps 1,8   ... one step and 8-step chunks per compiled graph
     python scripts/bench.py --parallel                   5 seeds in lockstep vs 5 sequential runs
     python scripts/bench.py --solve                      NTM copy, seeds 0-2: sequences and seconds to < 0.1 bit errors/seq
     python scripts/bench.py --save                       write the figures into docs/benchmarks.md
@@ -95,7 +96,7 @@ def ours(spec: dict) -> dict:
 
     task, model, trainer = build(spec["model"], spec["batch"], spec.get("overrides", ()))
     if spec.get("compile"):
-        compile_training_step(model)
+        compile_training_step(model, spec.get("compile_steps", 1))
     trainer.start(model, task, Path(tempfile.mkdtemp()))
     result = timed(lambda: trainer._update(trainer._next_batch()), spec["batch"], spec["repeats"], spec["seconds"])
     return {**result, "parameters": model.num_parameters()}
@@ -277,6 +278,7 @@ def main() -> None:
     p.add_argument("--ref-ntm", metavar="DIR", help="a checkout of loudinthecloud/pytorch-ntm, measured in the same invocation")
     p.add_argument("--ref-dnc", metavar="DIR", help="a checkout of ixaxaar/pytorch-dnc")
     p.add_argument("--compile", action="store_true", help="also measure NTM and DNC with compile=true (about a minute of compiling each)")
+    p.add_argument("--compile-steps", default="1", help="comma-separated compile_steps to measure with --compile (time steps per compiled graph)")
     p.add_argument("--parallel", action="store_true", help=f"{PARALLEL_SEEDS} seeds in lockstep vs one after another")
     p.add_argument("--parallel-model", default="ntm")
     p.add_argument("--parallel-steps", type=int, default=30)
@@ -302,9 +304,10 @@ def main() -> None:
             if available(model):
                 ours_[model] = measure({**base, "kind": "ours", "model": model, "batch": batch})
                 report_line(figures, previous, f"{model}/b{batch}", ours_[model])
-                if args.compile and model in STEP_LOOP:
-                    ours_[f"{model}+compile"] = measure({**base, "kind": "ours", "model": model, "batch": batch, "compile": True})
-                    report_line(figures, previous, f"{model}+compile/b{batch}", ours_[f"{model}+compile"], keys=("cpu_seq_s", "seq_s", "peak_mb", "first_update_s"))
+                for steps in map(int, args.compile_steps.split(",")) if args.compile and model in STEP_LOOP else ():
+                    name = f"{model}+compile" + (f"{steps}" if steps > 1 else "")
+                    ours_[name] = measure({**base, "kind": "ours", "model": model, "batch": batch, "compile": True, "compile_steps": steps})
+                    report_line(figures, previous, f"{name}/b{batch}", ours_[name], keys=("cpu_seq_s", "seq_s", "peak_mb", "first_update_s"))
             if refs.get(model):
                 ref = measure({**base, "kind": "reference", "model": model, "batch": batch, "root": str(Path(refs[model]).resolve())})
                 report_line(figures, previous, f"ref-{model}/b{batch}", ref)

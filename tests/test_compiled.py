@@ -50,3 +50,37 @@ def test_compiled_training_matches_eager(tmp_path):
     compiled.compile_training_step(model)
     trainer(steps=20).fit(model, Delay(eval_size=16), tmp_path / "compiled")
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "eager" / io.METRICS), pd.read_csv(tmp_path / "compiled" / io.METRICS), rtol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [0, -2, 1.5, True])
+def test_compile_steps_must_be_a_positive_integer(steps):
+    with pytest.raises(ConfigError, match="compile_steps="):
+        compiled.compile_training_step(StepRNN(1, 1), steps)
+
+
+def test_chunked_model_keeps_the_eager_loop_for_evaluation_and_states():
+    model = StepRNN(1, 1)
+    compiled.compile_training_step(model, steps=4)
+    x = torch.rand(2, 6, 1)
+    with torch.no_grad():
+        y = model(x)
+    y_states, states = model(x, return_states=True)  # per-step states: the step loop, not chunks
+    assert len(states) == 6 and torch.allclose(y, y_states)
+
+
+@pytest.mark.slow
+def test_chunks_and_the_tail_give_the_eager_outputs_and_gradients():
+    """Length 8 in chunks of 3: two compiled chunks, then two one-step graphs for the tail."""
+    torch.manual_seed(0)
+    eager, chunked = StepRNN(2, 3), StepRNN(2, 3)
+    chunked.load_state_dict(eager.state_dict())
+    compiled.compile_training_step(chunked, steps=3)
+    x = torch.rand(4, 8, 2)
+    grads = []
+    for model in (eager, chunked):
+        y = model(x)
+        y.pow(2).sum().backward()
+        grads.append([p.grad for p in model.parameters()])
+    torch.testing.assert_close(chunked(x).detach(), eager(x).detach(), rtol=1e-5, atol=1e-6)
+    for g_eager, g_chunked in zip(*grads):
+        torch.testing.assert_close(g_chunked, g_eager, rtol=1e-4, atol=1e-6)

@@ -40,6 +40,16 @@ def test_repeat_copy_batches_mixed_lengths():
     assert {k: v.mask.sum(1).tolist() for k, v in sets.items()} == {"len10_rep20": [201] * 4, "len20_rep10": [201] * 4}
 
 
+def test_repeat_copy_curriculum_grows_both_ranges_and_keeps_the_count_scale():
+    task = RepeatCopy(num_lessons=3)  # upper ends 1 + ceil(9 (k+1) / 3): 4, 7, 10
+    for lesson, top in enumerate((4, 7, 10)):
+        task.set_lesson(lesson)
+        b = task.sample(256, gen(lesson))
+        L = b.inputs[..., 8].argmax(1)
+        R = (b.inputs[torch.arange(256), L, 9] * math.sqrt(99 / 12) + 5.5).round()
+        assert int(L.max()) == top and int(R.max()) == top and int(L.min()) == int(R.min()) == 1
+
+
 # --- associative recall -------------------------------------------------------------------------
 def test_associative_recall_answer_is_the_item_after_the_query():
     task = AssociativeRecall()

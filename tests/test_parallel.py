@@ -236,8 +236,8 @@ def test_a_trainer_with_its_own_objective_runs_it_per_lane(tmp_path):
     for lane in lanes:
         rows = pd.read_csv(lane.run_dir / io.METRICS)
         assert {"train_d_hidden_accuracy", "train_d_memory_accuracy", "train_correct"} <= set(rows) and list(rows["step"]) == [3, 6]
-        extra = io.load_checkpoint(lane.run_dir / io.CHECKPOINT)["extra"]
-        assert extra["correct_total"] == lane.result["correct_predictions"] <= 6 * 8
+        progress = io.load_checkpoint(lane.run_dir / io.CHECKPOINT)["progress"]
+        assert progress["correct"] == lane.result["correct_predictions"] <= 6 * 8
     assert lanes[0].trainer.critics["memory"] is not lanes[1].trainer.critics["memory"]
 
 

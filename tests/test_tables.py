@@ -17,7 +17,8 @@ FAST = ["scale=smoke", "trainer.progress=false", "plots=false", "threads=1"]
 def fig10(tmp_path_factory):
     root = tmp_path_factory.mktemp("tables")
     runs = root / "nmn-fig10/smoke/runs"
-    proc = run_cli(["-m", "experiment=nmn_fig10", *FAST, f"hydra.sweep.dir={runs}"], root)
+    # trainer.clip_norm: a setting given on the command line, which the header must list
+    proc = run_cli(["-m", "experiment=nmn_fig10", *FAST, "trainer.clip_norm=5", f"hydra.sweep.dir={runs}"], root)
     assert proc.returncode == 0, proc.stderr
     return root, report(runs, root / "nmn-fig10/smoke")
 
@@ -34,6 +35,7 @@ def test_table_has_the_paper_column_and_verdicts(fig10):
         assert row["verdict"] == ("✓ matches" if within else "✗ differs")
     md = written["md"].read_text()
     assert "Scale **smoke**" in md and "Settings that differ" in md and "`trainer.epochs`" in md
+    assert "`trainer.clip_norm` = 5 (paper scale: 10.0)" in md
     assert "NMN long-term error < RNN long-term error" in md
     assert written["tex"].read_text().startswith("\\begin{table}")
     status = json.loads(written["status"].read_text())

@@ -64,6 +64,21 @@ def test_dataset_regime_reports_test_of_best_validation(tmp_path):
     assert "test_bit_errors" in result["final"]
 
 
+def test_correct_predictions_count_the_sequences_entirely_right(tmp_path):
+    """A model frozen at zero logits predicts 0 everywhere, so a training sequence is right
+    exactly when all its scored target bits are 0: count those in the replayed data stream."""
+    net = model()
+    for p in net.parameters():
+        torch.nn.init.zeros_(p)
+    task = Delay(length=4, lag=1, eval_size=8)
+    result = trainer(steps=40, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)).fit(net, task, tmp_path, seed=3)
+    g = torch.Generator().manual_seed(3)
+    expected = sum(int(((b.targets.squeeze(-1) * b.mask).sum(1) == 0).sum()) for b in (task.sample(16, g) for _ in range(40)))
+    assert 0 < expected < 40 * 16
+    assert result["correct_predictions"] == expected
+    assert result["final"]["train_correct_fraction"] == pytest.approx(expected / (40 * 16))
+
+
 def test_early_stop_records_time_to_solve(tmp_path):
     result = trainer(steps=2000, early_stop={"metric": "eval_bit_errors", "value": 0.05}).fit(model(), Delay(eval_size=64), tmp_path)
     assert result["solved_at"] is not None and result["steps"] < 2000

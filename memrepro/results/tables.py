@@ -141,15 +141,21 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def settings_that_differ(experiment: str, scale: str, cell: list[str]) -> list[str]:
-    """The settings of this scale that differ from the paper-scale composition of the experiment
-    (composed with ``cell``, the overrides of one of its runs, so the table's own model and task)."""
+# overrides that do not change what is computed (bookkeeping, speed), left out of the comparison
+NOT_SETTINGS = ("seed", "scale", "experiment", "resume", "trainer.progress", "trainer.parallel_seeds", "threads")
+
+
+def settings_that_differ(experiment: str, scale: str, ours: list[str], paper_cell: list[str]) -> list[str]:
+    """The settings of one of our runs (its overrides ``ours`` at ``scale``) that differ from the
+    paper-scale composition of the experiment with the same cell (``paper_cell``: the sweep's own
+    choices, without the extra settings given on the command line)."""
     from memrepro.config import compose
 
-    def flat(cfg):
+    def flat(overrides, s):
+        cfg = compose([f"experiment={experiment}", *overrides, f"scale={s}"])
         return pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
 
-    ours, paper = (flat(compose([f"experiment={experiment}", *cell, f"scale={s}"])) for s in (scale, "paper"))
+    ours, paper = flat(ours, scale), flat(paper_cell, "paper")
     return [f"`{k}` = {ours.get(k)!r} (paper scale: {paper.get(k)!r})" for k in sorted(set(ours) | set(paper)) if k not in ("scale.name", "scale.data", "scale.steps", "scale.eval") and ours.get(k) != paper.get(k)]
 
 
@@ -175,10 +181,12 @@ def header(paper: dict, runs: pd.DataFrame, scale: str, experiment: str | None) 
     ]
     if paper.get("paper_settings"):
         lines += ["The paper's settings: " + "; ".join(f"{k}: {v}" for k, v in paper["paper_settings"].items()) + ".", ""]
-    if experiment and scale != "paper":
-        first = runs["overrides"].iloc[0]
-        cell = [o for o in first if o.split("=", 1)[0].lstrip("+") not in ("seed", "scale", "experiment", "resume", "trainer.progress")]
-        diffs = settings_that_differ(experiment, scale, cell)
+    if experiment:
+        ours = [o for o in runs["overrides"].iloc[0] if o.split("=", 1)[0].lstrip("+") not in NOT_SETTINGS]
+        # an override shared by every run and not a cell choice was given on the command line
+        given = set.intersection(*(set(o) for o in runs["overrides"])) if len(runs) > 1 else set()
+        paper_cell = [o for o in ours if o not in given or o.lstrip("+").startswith("experiment/")]
+        diffs = settings_that_differ(experiment, scale, ours, paper_cell)
         if diffs:
             lines += [f"Settings that differ from the paper's at scale `{scale}`:", "", *[f"- {d}" for d in diffs], ""]
     return lines

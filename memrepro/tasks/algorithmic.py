@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from memrepro.errors import ConfigError
-from memrepro.tasks.base import Batch, Task, check_int, check_positive, check_range
+from memrepro.tasks.base import Batch, Task, check_int, check_positive, check_range, lesson_high
 
 
 def _pair(name: str, value) -> tuple:
@@ -66,8 +66,7 @@ class Copy(Task):
 
     def max_length(self) -> int:
         """The longest length drawn in the current lesson."""
-        lo, hi = self.lengths
-        return lo + math.ceil((hi - lo) * (self.lesson + 1) / self.num_lessons)
+        return lesson_high(*self.lengths, self.lesson, self.num_lessons)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         lengths = torch.randint(self.lengths[0], self.max_length() + 1, (batch_size,), generator=generator)

@@ -13,6 +13,7 @@ trainer moves through the lessons and stores the current one in its checkpoints.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 import torch
@@ -131,6 +132,12 @@ class Task:
 
     def describe(self) -> str:
         return f"{type(self).__name__}(in={self.input_size}, out={self.output_size}, {self.output_kind})"
+
+
+def lesson_high(lo: int, hi: int, lesson: int, num_lessons: int) -> int:
+    """A range's upper end at ``lesson`` of a linear curriculum: lo + ceil((hi − lo)·(k + 1)/K),
+    so the last lesson reaches ``hi``."""
+    return lo + math.ceil((hi - lo) * (lesson + 1) / num_lessons)
 
 
 def split_sizes(n: int, splits) -> tuple[int, int, int]:

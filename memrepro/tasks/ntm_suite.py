@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from memrepro.errors import ConfigError
-from memrepro.tasks.base import Batch, Task, check_int, check_range
+from memrepro.tasks.base import Batch, Task, check_int, check_range, lesson_high
 
 
 def random_bits(shape, generator: torch.Generator) -> Tensor:
@@ -57,6 +57,10 @@ class RepeatCopy(Task):
     training counts ("normalised to have mean zero and variance one"). Output: the L vectors
     R times, then an end marker on an extra output channel. Training: L and R uniform in 1..10.
 
+    Curriculum (ours; the paper trains without one): with ``num_lessons`` = K > 1 the upper ends of
+    both ranges grow linearly, lesson k drawing L up to lo + ceil((hi − lo)·(k + 1)/K) and R
+    likewise; the count keeps the full range's normalisation, so lessons share one input scale.
+
     Worked example (bits=2, L=2, R=2; channels = bits | delimiter | count), T = L+1+L·R+1 = 8:
         inputs  x1 x2 [0 0|1|c] 0 0 0 0 0        targets 0 0 0 x1 x2 x1 x2 [0 0|1]
         mask    0  0  0         1 1 1 1 1        (the end marker is scored too)
@@ -70,6 +74,7 @@ class RepeatCopy(Task):
         length: tuple[int, int] = (1, 10),
         repeats: tuple[int, int] = (1, 10),
         eval_cases=((10, 20), (20, 10)),
+        num_lessons: int = 1,
         dataset_size: int | None = None,
         splits=(0.7, 0.1, 0.2),
         eval_size: int = 256,
@@ -78,13 +83,16 @@ class RepeatCopy(Task):
         check_int("task.bits", bits)
         self.bits, self.length, self.repeats = bits, check_int_range("task.length", length), check_int_range("task.repeats", repeats)
         self.eval_cases = parse_cases("task.eval_cases", eval_cases, 2)
+        check_int("task.num_lessons", num_lessons)
+        self.num_lessons = num_lessons
         self.input_size, self.output_size = bits + 2, bits + 1
         lo, hi = self.repeats
         self.count_mean = (lo + hi) / 2
         self.count_std = math.sqrt(((hi - lo + 1) ** 2 - 1) / 12) or 1.0  # std of the uniform integers
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        return self.make(batch_size, generator, self.length, self.repeats)
+        length, repeats = ((lo, lesson_high(lo, hi, self.lesson, self.num_lessons)) for lo, hi in (self.length, self.repeats))
+        return self.make(batch_size, generator, length, repeats)
 
     def extra_eval_sets(self, generator: torch.Generator) -> dict[str, Batch]:
         return {f"len{L}_rep{R}": self.make(self.eval_size, generator, (L, L), (R, R)) for L, R in self.eval_cases}

@@ -6,6 +6,9 @@ few generated C++ kernels and its backward likewise. Measured on 2 cores (docs/b
 about 2-3x the eager throughput, after 35-70 s of compilation at the first update, so it pays
 off for runs of more than a few minutes and not for short ones (it is off by default).
 
+``compile_steps=k`` compiles k consecutive steps as one graph: fewer calls into compiled code and
+fusion across steps, for a longer compilation (docs/benchmarks.md has the trade-off measured).
+
 Only steps taken with gradients are compiled: evaluation (no gradients, other batch sizes) runs
 the eager step, so it adds no recompilation. Models with their own fused `forward` (the LSTM/GRU
 baselines, SMANN) are refused: compiling a whole sequence would recompile for every length.
@@ -22,17 +25,52 @@ from memrepro.errors import ConfigError
 from memrepro.models.base import SequenceModel
 
 
-def compile_training_step(model: SequenceModel) -> None:
-    """Replace ``model.step`` by one that runs a compiled step when gradients are enabled."""
+def compile_training_step(model: SequenceModel, steps: int = 1) -> None:
+    """Run ``model``'s training steps compiled: ``steps`` time steps per compiled graph.
+
+    ``steps`` = 1 compiles `step`. ``steps`` = k > 1 compiles a chunk of k consecutive steps as one
+    graph (fewer graph calls, and inductor fuses across steps); the last T mod k steps of a
+    sequence of length T run through the one-step graph, so any length works with two graphs."""
     if type(model).forward is not SequenceModel.forward:
         raise ConfigError(f"compile=true: {type(model).__name__} runs its own fused forward, not a loop over step; leave compile=false")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"compile_steps={steps!r}: the number of time steps per compiled graph, an integer ≥ 1")
     compiler = os.environ.get("CXX", "g++")
     if not (shutil.which(compiler) or shutil.which("c++") or shutil.which("clang++")):
         raise ConfigError(f"compile=true needs a C++ compiler for torch.compile on CPU ({compiler} not found); install one or leave compile=false")
-    eager = model.step
-    compiled = torch.compile(eager)
+    eager_step, eager_run = model.step, model.run_steps
+    compiled_step = torch.compile(eager_step)
 
     def step(x_t, state):
-        return compiled(x_t, state) if torch.is_grad_enabled() else eager(x_t, state)
+        return compiled_step(x_t, state) if torch.is_grad_enabled() else eager_step(x_t, state)
 
     model.step = step
+    if steps == 1:
+        return
+
+    def chunk(x, state):  # x [B, steps, I]: the loop is unrolled into one graph
+        outputs = []
+        for t in range(steps):
+            y, state = eager_step(x[:, t], state)
+            outputs.append(y)
+        return torch.stack(outputs, dim=1), state
+
+    compiled_chunk = torch.compile(chunk)
+
+    def run_steps(x, state=None, keep_states=False):
+        if keep_states or not torch.is_grad_enabled():  # per-step states wanted, or evaluation
+            return eager_run(x, state, keep_states)
+        if state is None:
+            state = model.initial_state(x.shape[0])
+        length = x.shape[1]
+        whole = length - length % steps
+        outputs = []
+        for t in range(0, whole, steps):
+            y, state = compiled_chunk(x[:, t : t + steps], state)
+            outputs.append(y)
+        for t in range(whole, length):
+            y, state = compiled_step(x[:, t], state)
+            outputs.append(y.unsqueeze(1))
+        return torch.cat(outputs, dim=1), [], state
+
+    model.run_steps = run_steps

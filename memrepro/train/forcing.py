@@ -26,9 +26,8 @@ Features come from ``model.trace(state)``: key ``hidden`` for D_h, key ``memory`
 D_m / D_p. Free running feeds the model's own sample of step t as the input of step t+1, so it
 needs a next-step prediction task (input size = output size, e.g. ``mnist_generation``).
 
-Every forcing trainer counts ``correct_predictions``: training sequences whose scored outputs are
-all right (bits and pixels rounded, classes by argmax) — the Memory Forcing paper's copy metric
-(Table 2) — logged per update as ``train_correct`` and in total in the summary.
+Correct predictions (the paper's copy metric, Table 2) are counted by the base `Trainer` for
+every trainer, so plain teacher forcing and memory forcing report the same ``correct_predictions``.
 """
 from __future__ import annotations
 
@@ -41,7 +40,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 from memrepro.errors import ConfigError
 from memrepro.tasks.base import Batch, check_positive
-from memrepro.train.losses import loss_and_metrics
 from memrepro.train.trainer import Trainer
 
 DISCRIMINATOR_SIZES = (128, 256, 8, 4)
@@ -104,21 +102,6 @@ class Critic:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def sequence_correct(kind: str, outputs: Tensor, batch: Batch, num_classes: int | None) -> Tensor:
-    """[B] bool: every scored output of the sequence is right (rounded, or argmax for classes)."""
-    if kind == "classes":
-        predicted = outputs.reshape(*batch.targets.shape[:2], -1, num_classes).argmax(-1).reshape(batch.targets.shape)
-        wrong = predicted != batch.targets
-    elif kind in ("bits", "pixels"):
-        wrong = (outputs > 0).float() != batch.targets
-    else:
-        raise ValueError(f"correct predictions are defined for bits, pixels and classes outputs, not {kind}")
-    mask = batch.mask.bool()
-    while wrong.dim() > mask.dim():
-        wrong = wrong.any(-1)
-    return ~(wrong & mask).any(-1)
-
-
 class ProfessorForcing(Trainer):
     """Teacher forcing + discriminator(s) on the hidden (and memory) sequence, free vs teacher-forced."""
 
@@ -138,7 +121,6 @@ class ProfessorForcing(Trainer):
         self.gates = (train_discriminator_below, use_adversary_above)
         self.features = ("hidden", "memory") if memory else ("hidden",)
         self._critics: dict[str, Critic] | None = None
-        self.correct_total = 0
 
     # --- features ------------------------------------------------------------------------------
     def traced(self, states: list) -> dict[str, Tensor]:
@@ -198,10 +180,8 @@ class ProfessorForcing(Trainer):
     # --- the objective -------------------------------------------------------------------------
     def _objective(self, batch: Batch):
         outputs, states = self.model(batch.inputs, return_states=True)
-        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
-        self.count_correct(outputs, batch, metrics)
+        loss, metrics, total = self._loss(outputs, batch)
         teacher, free = self.traced(states), self.traced(self.free_run(batch))
-        total = loss + self.model.extra_loss()
         for name in self.features:
             total = total + self.gated_term(name, teacher[name], free[name], free[name], metrics)
         return loss, metrics, total
@@ -217,24 +197,13 @@ class ProfessorForcing(Trainer):
         metrics[f"d_{name}_accuracy"], metrics[f"d_{name}_used"] = torch.tensor(accuracy), torch.tensor(float(use))
         return critic.fooling_loss(fooled) if use else 0.0
 
-    def count_correct(self, outputs: Tensor, batch: Batch, metrics: dict) -> Tensor:
-        """[B] bool of fully right sequences; adds their number to the total and the metrics."""
-        correct = sequence_correct(self.task.output_kind, outputs.detach(), batch, self.task.num_classes)
-        self.correct_total += int(correct.sum())
-        metrics["correct"] = correct.sum().float()
-        return correct
-
     # --- bookkeeping ---------------------------------------------------------------------------
     def _extra_state(self) -> dict:
-        return {"critics": {f: c.state_dict() for f, c in self.critics.items()}, "correct_total": self.correct_total}
+        return {"critics": {f: c.state_dict() for f, c in self.critics.items()}}
 
     def _load_extra_state(self, extra: dict) -> None:
         for f, critic in self.critics.items():
             critic.load_state_dict(extra["critics"][f])
-        self.correct_total = extra["correct_total"]
-
-    def _final(self) -> dict:
-        return {**super()._final(), "correct_predictions": self.correct_total}
 
 
 class MemoryForcing(ProfessorForcing):
@@ -263,10 +232,9 @@ class MemoryForcing(ProfessorForcing):
         if self.variant == "adversarial":
             return super()._objective(batch)
         outputs, states = self.model(batch.inputs, return_states=True)
-        loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
-        correct = self.count_correct(outputs, batch, metrics)
+        loss, metrics, total = self._loss(outputs, batch)
+        correct = self.sequence_correct(outputs, batch)
         memories = self.traced(states)["memory"]
-        total = loss + self.model.extra_loss()
         if all(len(b) >= len(batch) for b in self.buffers.values()):
             (good, good_lengths), (bad, bad_lengths) = (self.draw(self.buffers[k], len(batch)) for k in (True, False))
             total = total + self.gated_term("memory", good, bad, memories, metrics, good_lengths, bad_lengths)

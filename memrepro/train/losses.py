@@ -62,6 +62,22 @@ def loss_and_metrics(kind: str, outputs: Tensor, batch: Batch, num_classes: int 
     raise ValueError(f"unknown output kind {kind!r}")
 
 
+def sequence_correct(kind: str, outputs: Tensor, batch: Batch, num_classes: int | None) -> Tensor:
+    """[B] bool: every scored output of the sequence is right (rounded, or argmax for classes) —
+    the Memory Forcing paper's "correct prediction" (distance exactly 0 after rounding, §4.2)."""
+    if kind == "classes":
+        predicted = outputs.reshape(*batch.targets.shape[:2], -1, num_classes).argmax(-1).reshape(batch.targets.shape)
+        wrong = predicted != batch.targets
+    elif kind in ("bits", "pixels"):
+        wrong = (outputs > 0).float() != batch.targets
+    else:
+        raise ValueError(f"correct predictions are defined for bits, pixels and classes outputs, not {kind}")
+    mask = batch.mask.bool()
+    while wrong.dim() > mask.dim():
+        wrong = wrong.any(-1)
+    return ~(wrong & mask).any(-1)
+
+
 def predictions(kind: str, outputs: Tensor, num_classes: int | None = None) -> Tensor:
     """What the model predicts, for plots: probabilities, class ids or values."""
     if kind in ("bits", "pixels"):

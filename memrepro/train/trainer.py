@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from memrepro.errors import ConfigError, TrainingDiverged
 from memrepro.results import io
 from memrepro.tasks.base import Batch, Task, check_positive
-from memrepro.train.losses import PRIMARY_METRIC, loss_and_metrics
+from memrepro.train.losses import PRIMARY_METRIC, loss_and_metrics, sequence_correct
 
 EVAL_CHUNK = 512  # sequences per forward pass at evaluation, to bound memory on long sequences
 EVAL_SEED_OFFSET = 7919  # the evaluation data comes from its own stream, independent of training
@@ -47,6 +47,7 @@ class Progress:
     epoch_pos: int = 0
     lesson: int = 0
     skipped: int = 0  # updates skipped for non-finite loss/gradients (nonfinite=skip)
+    correct: int = 0  # training sequences predicted entirely right (Memory Forcing's copy metric)
     train_sums: dict = field(default_factory=dict)  # running sums since the last evaluation
     train_count: int = 0
     best_val: float = math.inf
@@ -194,9 +195,16 @@ class Trainer:
         return self._loss(self.model(batch.inputs), batch)
 
     def _loss(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        """The task loss of given outputs, its metrics, and the total with the model's regularisers."""
+        """The task loss of given outputs, its metrics, and the total with the model's regularisers.
+        Non-regression tasks also report ``correct``: the share of sequences entirely right."""
         loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
+        if self.task.output_kind != "regression":
+            metrics["correct"] = self.sequence_correct(outputs, batch).float().mean()
         return loss, metrics, loss + self.model.extra_loss()
+
+    def sequence_correct(self, outputs: Tensor, batch: Batch) -> Tensor:
+        """[B] bool: which sequences of the batch the outputs get entirely right."""
+        return sequence_correct(self.task.output_kind, outputs.detach(), batch, self.task.num_classes)
 
     def _apply(self, batch: Batch, loss: Tensor, total: Tensor, metrics: dict[str, Tensor]) -> None:
         """Clip the gradients that `total.backward()` left, step the optimizer, count the update."""
@@ -206,6 +214,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), self.clip_norm or math.inf)
         s.step += 1
         s.sequences += len(batch)
+        if "correct" in metrics:
+            s.correct += round(metrics["correct"].item() * len(batch))
         if not (torch.isfinite(total) and torch.isfinite(grad_norm)):
             if self.nonfinite == "stop":
                 last = f"last good checkpoint: {self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint was written yet"
@@ -321,9 +331,12 @@ class Trainer:
             "train_seconds": seconds,
             "sequences_per_second": s.sequences / seconds if seconds > 0 else None,
             "skipped_updates": s.skipped,
+            "correct_predictions": s.correct,
             "solved_at": s.solved_at,
             "final": {k: v for k, v in s.rows[-1].items() if k not in ("step", "sequences", "epoch", "lesson")},
         }
+        if self.task.output_kind != "regression":
+            result["final"]["train_correct_fraction"] = s.correct / max(s.sequences, 1)
         if self.splits is not None:
             # The SMANN protocol: test metrics of the best-validation weights.
             if s.best_state is not None:
