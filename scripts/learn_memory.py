@@ -43,6 +43,10 @@ EXPERIMENTS = {
     # DNC: DeepMind's defaults, with 32 slots so that a 20-vector sequence fits in memory.
     "dnc-copy": [*COPY, "model=dnc", "model.memory_slots=32", STOP_BITS, "trainer.steps=6000", "trainer.eval_every=100"],
     "dnc-repeat-copy": ["task=repeat_copy", "task.eval_size=100", "trainer.optimizer.lr=1e-3", "model=dnc", STOP_BITS, "trainer.steps=6000", "trainer.eval_every=200"],
+    # ... with a curriculum: L and R up to 3, 5, 7, 9, 10 (task.num_lessons=5), the next lesson
+    # once the training average is ≤ 0.5 bit errors per sequence; evaluated at the full ranges.
+    "dnc-repeat-copy-curriculum": ["task=repeat_copy", "task.eval_size=100", "trainer.optimizer.lr=1e-3", "model=dnc", "task.num_lessons=5",
+                                   "trainer.curriculum={metric:bit_errors,value:0.5}", STOP_BITS, "trainer.steps=8000", "trainer.eval_every=200"],
     "stack-anbn": [*STACK, "task.language=anbn", "trainer.steps=4000", "trainer.eval_every=100"],
     "stack-anbncn": [*STACK, "task.language=anbncn", "trainer.steps=4000", "trainer.eval_every=100"],
 }

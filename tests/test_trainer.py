@@ -92,6 +92,12 @@ def test_curriculum_every_moves_lessons(tmp_path):
     assert task.lag == 3
 
 
+def test_curriculum_every_does_not_wait_for_evaluations(tmp_path):
+    task = Delay(lag=4, lessons=4, eval_size=16)  # lessons move at updates 7, 14 and 21
+    trainer(steps=60, curriculum={"every": 7}).fit(model(), task, tmp_path)
+    assert list(pd.read_csv(tmp_path / io.METRICS)["lesson"]) == [2, 3, 3]  # evaluations at 20, 40, 60
+
+
 def test_clip_value_bounds_every_gradient_entry(tmp_path):
     m = model()
     seen = []

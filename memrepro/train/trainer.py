@@ -164,6 +164,8 @@ class Trainer:
         if s.step % self.eval_every == 0 or at_epoch_end or s.step == self.total:
             row = self._evaluate()
             self.stopped = self._advance(row)
+        elif self.curriculum and "every" in self.curriculum and s.step % self.curriculum["every"] == 0:
+            self._next_lesson()  # a fixed schedule does not wait for an evaluation
         if s.step % self.checkpoint_every == 0 or self.done:
             self._checkpoint()
         return row
@@ -274,12 +276,10 @@ class Trainer:
         if self.splits is not None and row[f"val_{self.best_metric}"] < s.best_val:
             s.best_val = row[f"val_{self.best_metric}"]
             s.best_state = copy.deepcopy(self.model.state_dict())
-        if self.curriculum and s.lesson < self.task.num_lessons - 1:
+        if self.curriculum:
             rule = self.curriculum
-            due = s.step % rule["every"] == 0 if "every" in rule else row.get(f"train_{rule['metric']}", math.inf) <= rule["value"]
-            if due:
-                s.lesson += 1
-                self.task.set_lesson(s.lesson)
+            if (s.step % rule["every"] == 0) if "every" in rule else row.get(f"train_{rule['metric']}", math.inf) <= rule["value"]:
+                self._next_lesson()
         if self.early_stop and s.lesson == self.task.num_lessons - 1:
             value = row.get(self.early_stop["metric"])
             if value is None:
@@ -288,6 +288,12 @@ class Trainer:
                 s.solved_at = {"step": s.step, "sequences": s.sequences, "seconds": s.timing[-1]["seconds"]}
                 return True
         return False
+
+    def _next_lesson(self) -> None:
+        s = self.state
+        if s.lesson < self.task.num_lessons - 1:
+            s.lesson += 1
+            self.task.set_lesson(s.lesson)
 
     # --- checkpoint / resume ------------------------------------------------------------------
     def _checkpoint(self) -> None:
