@@ -47,6 +47,11 @@ EXPERIMENTS = {
     # once the training average is ≤ 0.5 bit errors per sequence; evaluated at the full ranges.
     "dnc-repeat-copy-curriculum": ["task=repeat_copy", "task.eval_size=100", "trainer.optimizer.lr=1e-3", "model=dnc", "task.num_lessons=5",
                                    "trainer.curriculum={metric:bit_errors,value:0.5}", STOP_BITS, "trainer.steps=8000", "trainer.eval_every=200"],
+    # ... at deepmind/dnc's own repeat-copy defaults (train.py flags: 4 bits, length and repeats
+    # 1-2, batch 16), Adam 1e-3 instead of their RMSProp 1e-4 for a shorter budget.
+    "dnc-repeat-copy-small": ["task=repeat_copy", "task.bits=4", "task.length=[1,2]", "task.repeats=[1,2]", "task.eval_cases=[[4,2],[2,4]]",
+                              "task.eval_size=100", "trainer.batch_size=16", "trainer.optimizer.lr=1e-3", "model=dnc", STOP_BITS,
+                              "trainer.steps=20000", "trainer.eval_every=200"],
     "stack-anbn": [*STACK, "task.language=anbn", "trainer.steps=4000", "trainer.eval_every=100"],
     "stack-anbncn": [*STACK, "task.language=anbncn", "trainer.steps=4000", "trainer.eval_every=100"],
 }

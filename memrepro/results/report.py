@@ -99,7 +99,8 @@ def index(tables_dir: Path, doc: Path | None = None) -> Path:
     for paper_id in tables.paper_ids():
         folders = sorted(d for d in done if d.parent.name == paper_id)
         if not folders:
-            summary.append({"table": paper_id, "scale": "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": f"not run yet (its estimated wall time is in conf/experiment/{paper_id.replace('-', '_')}.yaml): `make table-{paper_id}`"})
+            why = tables.load_paper(paper_id).get("not_run") or f"not run yet (its estimated wall time is in conf/experiment/{paper_id.replace('-', '_')}.yaml)"
+            summary.append({"table": paper_id, "scale": "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": f"{why}: `make table-{paper_id}`"})
             continue
         for d in folders:
             st = json.loads((d / "status.json").read_text())
