@@ -2,8 +2,9 @@
 
 Each experiment trains through the project's own `run()` (same trainer, run folders, early
 stop) and prints sequences and wall time to the target, the final metrics, and, for copy, the
-generalisation to lengths 30/40/60 beside an LSTM of about the same size. Figures (memory trace
-of one evaluation sequence, error against length) go into the run folders.
+generalisation to lengths 30/40/60 beside an LSTM of about the same size. The run folders get
+the usual figures (curves, memory trace of one evaluation sequence, error against length), and
+copy a length figure of both models.
 
     python scripts/learn_memory.py ntm-copy            # NTM on copy, then the LSTM baseline
     python scripts/learn_memory.py stack-anbn --seeds 0 1 2
@@ -21,11 +22,10 @@ from pathlib import Path
 import torch
 
 from memrepro.config import compose
-from memrepro.results.memory_plots import plot_length_generalization, plot_memory_trace
-from memrepro.run import build, run
-from memrepro.train.losses import predictions
+from memrepro.results.memory_plots import plot_length_generalization
+from memrepro.run import run
 
-COMMON = ["scale=paper", "plots=false", "trainer.progress=false", "threads=1", "trainer.batch_size=32"]
+COMMON = ["scale=paper", "plots=true", "trainer.progress=false", "threads=1", "trainer.batch_size=32"]
 COPY_LENGTHS = [10, 20, 30, 40, 60]
 # Copy: Adam 1e-3 with the trainer's clip (global norm 10), Collier & Beel's optimizer. NTM runs vary
 # a lot from seed to seed (loudinthecloud: "other seeds ... should converge in less than 30K
@@ -65,24 +65,7 @@ def train(name: str, seed: int, out: Path, extra: list[str]) -> dict:
     started = time.time()
     summary = run(cfg, run_dir, {"model": cfg.model._target_.rsplit(".", 1)[-1], "task": name})
     summary["wall_seconds"] = round(time.time() - started, 1)
-    figures(cfg, run_dir, name)
     return summary
-
-
-def figures(cfg, run_dir: Path, name: str) -> None:
-    """Memory trace of one evaluation sequence from the trained weights (memory models only)."""
-    task, model, _ = build(cfg)
-    model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
-    model.eval()
-    batch = next(iter(task.extra_eval_sets(torch.Generator().manual_seed(0)).values()))
-    row = len(batch) // 4  # copy: any row; formal languages: one row per n, n ≈ 16
-    steps = int(batch.mask[row].nonzero().max()) + 1  # drop the unscored padding
-    batch = batch[row : row + 1]
-    with torch.no_grad():
-        outputs, states = model(batch.inputs[:, :steps], return_states=True)
-    traces = [model.trace(s) for s in states]
-    if traces and traces[0] and not any(k == "hidden" for k in traces[0]):
-        plot_memory_trace(run_dir / "memory_trace.png", batch.inputs[:, :steps], batch.targets[:, :steps], predictions(task.output_kind, outputs, task.num_classes), traces, title=name)
 
 
 def report(name: str, summary: dict) -> dict:

@@ -35,6 +35,8 @@ def test_run_writes_the_run_folder_and_says_where(finished_run):
     assert summary["status"] == "completed" and summary["model"] == "lstm" and summary["task"] == "copy"
     assert summary["parameters"] > 0 and "eval_bit_errors" in summary["final"] and "len6_bit_errors" in summary["final"]
     assert str(run_dir / "curves.png").split("outputs/")[-1] in proc.stdout
+    # an LSTM has no memory to draw, and one evaluation length makes no length curve
+    assert summary["figures"] == ["curves.png"]
 
 
 def test_same_seed_gives_identical_metrics(finished_run, tmp_path):

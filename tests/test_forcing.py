@@ -183,3 +183,18 @@ def test_trainer_configs_compose_with_the_papers_settings():
     assert optimizer.defaults["lr"] == 1e-4 and optimizer.defaults["eps"] == 1e-9 and tuple(optimizer.defaults["betas"]) == (0.9, 0.98)
     with pytest.raises(ConfigError, match="trainer.variant='both'"):
         forcing(MemoryForcing, variant="both")
+
+
+@pytest.mark.parametrize("name", ["ntm", "dnc", "smann"])
+def test_memory_models_hidden_and_memory_features_carry_gradients(name):
+    """The discriminators' features must keep their graph, or C_h / C_m / C_p would never reach
+    the model (a detached trace made memory forcing a no-op)."""
+    from memrepro.config import compose
+    from memrepro.run import build
+
+    task, model, _ = build(compose([f"model={name}", "task=copy", "scale=smoke", "task.bits=2", "task.lengths=[2,2]"]))
+    _, states = model(task.sample(3, torch.Generator().manual_seed(0)).inputs, return_states=True)
+    for key in ("hidden", "memory"):
+        feature = torch.stack([model.trace(s)[key].flatten(1) for s in states], dim=1)
+        grads = torch.autograd.grad(feature.square().sum(), list(model.parameters()), allow_unused=True, retain_graph=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), key

@@ -224,6 +224,16 @@ def test_memory_trace_and_length_figures_are_written(cls, tmp_path):
     assert path.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("model_name", ["ntm", "dnc", "stack_rnn"])
+def test_a_memory_models_run_folder_gets_its_figures(model_name, tmp_path):
+    from conftest import smoke_cfg
+    from memrepro.run import run
+
+    summary = run(smoke_cfg(f"model={model_name}", "task=copy", "plots=true"), tmp_path)
+    assert summary["figures"] == ["curves.png", "memory_trace.png", "length_generalization.png"]
+    assert all((tmp_path / f).stat().st_size > 10_000 for f in summary["figures"])
+
+
 def test_gru_controller_matches_torch_gru_cell():
     """The written-out GRU controller (Memory Forcing's DNC) is PyTorch's GRUCell."""
     from memrepro.models.controller import Controller

@@ -61,7 +61,9 @@ class SequenceModel(nn.Module):
         return {}
 
     def trace(self, state: State) -> dict[str, Tensor]:
-        """Named tensors of one state for the memory figure (memory, read/write weights)."""
+        """Named tensors of one state: ``hidden`` (the controller's) and ``memory`` are the features
+        of the forcing trainers' discriminators, so they keep their graph (never detached here);
+        the memory figure draws every key (memory, read/write weights)."""
         return {}
 
     @property

@@ -99,9 +99,11 @@ class DNC(SequenceModel):
         return y, DNCState(controller, memory, reads, read_weights, write_weights, usage, link, precedence)
 
     def trace(self, state: DNCState) -> dict[str, Tensor]:
+        hidden = {"hidden": state.controller[-1][0]} if state.controller else {}  # feed-forward: none
         return {
-            "memory": state.memory.detach(),
-            "read_weights": state.read_weights.detach(),
-            "write_weights": state.write_weights.unsqueeze(1).detach(),
-            "usage": state.usage.unsqueeze(1).detach(),
+            **hidden,
+            "memory": state.memory,
+            "read_weights": state.read_weights,
+            "write_weights": state.write_weights.unsqueeze(1),
+            "usage": state.usage.unsqueeze(1),
         }

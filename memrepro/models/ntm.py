@@ -116,8 +116,10 @@ class NTM(SequenceModel):
         return y, NTMState(controller, memory, reads, weights)
 
     def trace(self, state: NTMState) -> dict[str, Tensor]:
+        hidden = {"hidden": state.controller[-1][0]} if state.controller else {}  # feed-forward: none
         return {
-            "memory": state.memory.detach(),
-            "read_weights": state.weights[:, : self.read_heads].detach(),
-            "write_weights": state.weights[:, self.read_heads :].detach(),
+            **hidden,
+            "memory": state.memory,
+            "read_weights": state.weights[:, : self.read_heads],
+            "write_weights": state.weights[:, self.read_heads :],
         }

@@ -96,4 +96,4 @@ class StackRNN(SequenceModel):
         return self.output(h), StackState(h, new, actions)
 
     def trace(self, state: StackState) -> dict[str, Tensor]:
-        return {"stacks": state.stacks[..., :TRACE_DEPTH].detach(), "actions": state.actions.detach()}
+        return {"stacks": state.stacks[..., :TRACE_DEPTH], "actions": state.actions}

@@ -8,6 +8,7 @@ over time, one panel per head / stack (e.g. read and write weights: slots x time
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,6 +18,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from memrepro.train.losses import PRIMARY_METRIC, predictions  # noqa: E402
 
 MAX_PANELS_PER_KEY = 3  # heads or stacks drawn per trace key; more would drown the figure
 PANEL_HEIGHT = (1.2, 3.5)  # inches, for images of few and of many (≥ ROWS_FOR_TALLEST) rows
@@ -89,3 +92,33 @@ def plot_length_generalization(path, lengths: Sequence[float], errors, train_ran
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+MEMORY_FIGURE = "memory_trace.png"
+LENGTH_FIGURE = "length_generalization.png"
+
+
+def plot_model_figures(run_dir, model, task, batch, final: Mapping[str, float], title: str = "") -> list[str]:
+    """The figures of a memory model's run folder: `MEMORY_FIGURE`, one sequence of ``batch`` (an
+    evaluation set) through the trained model, when its trace holds more than a hidden state;
+    `LENGTH_FIGURE`, when the final metrics hold errors at several lengths (``len<n>_<metric>``)."""
+    written = []
+    row = len(batch) // 4  # formal languages: one row per n, this one n ≈ 16; elsewhere any row
+    steps = int(batch.mask[row].nonzero().max()) + 1 if batch.mask[row].any() else batch.inputs.shape[1]
+    one = batch[row : row + 1]
+    model.eval()
+    with torch.no_grad():
+        outputs, states = model(one.inputs[:, :steps].to(model.device), return_states=True)
+    traces = [{k: v.cpu() for k, v in model.trace(s).items()} for s in states]
+    if traces and set(traces[0]) - {"hidden"}:
+        plot_memory_trace(Path(run_dir) / MEMORY_FIGURE, one.inputs[:, :steps], one.targets[:, :steps],
+                          predictions(task.output_kind, outputs.cpu(), task.num_classes), traces, title=title)
+        written.append(MEMORY_FIGURE)
+    metric = PRIMARY_METRIC[task.output_kind]
+    by_length = sorted((int(m.group(1)), v) for k, v in final.items() if (m := re.fullmatch(rf"len(\d+)_{metric}", k)))
+    if len(by_length) >= 2 and hasattr(task, "lengths"):
+        lengths, errors = zip(*by_length)
+        plot_length_generalization(Path(run_dir) / LENGTH_FIGURE, lengths, list(errors), tuple(task.lengths),
+                                   ylabel=metric.replace("_", " ") + (" per sequence" if metric == "bit_errors" else ""), title=title)
+        written.append(LENGTH_FIGURE)
+    return written

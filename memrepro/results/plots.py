@@ -10,11 +10,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from memrepro.results import io  # noqa: E402
+from memrepro.results.memory_plots import plot_model_figures  # noqa: E402
 from memrepro.train.losses import PRIMARY_METRIC  # noqa: E402
 
 
 def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
-    """curves.png for every run; returns the names of the figures written."""
+    """curves.png for every run, and a memory model's own figures (`plot_model_figures`); returns
+    the names of the figures written."""
     metrics = pd.read_csv(Path(run_dir) / io.METRICS)
     primary = PRIMARY_METRIC[task.output_kind]
     panels = [("loss", [c for c in metrics if c.endswith("_loss")])]
@@ -37,7 +39,9 @@ def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
     fig.tight_layout()
     fig.savefig(Path(run_dir) / io.CURVES, dpi=110)
     plt.close(fig)
-    return [io.CURVES]
+    batch = next(iter(trainer.eval_sets.values()))  # the first evaluation set: eval (online) or val
+    final = metrics.iloc[-1].to_dict()
+    return [io.CURVES, *plot_model_figures(run_dir, model, task, batch, final, title=f"{type(model).__name__} on {type(task).__name__}")]
 
 
 def plot_convergence(curves: pd.DataFrame, metrics: list[str], path: Path, title: str = "", x: str = "sequences") -> Path:
