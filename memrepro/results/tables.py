@@ -72,6 +72,8 @@ def likely_reason(row: dict, scale: str) -> str:
     """Why a row differs: the paper yaml's own note for it, else the scale's reduced budget."""
     if row.get("note"):
         return row["note"]
+    if row.get("metric") == "parameters":  # a count does not depend on the training budget
+        return "architectural details the source does not give (the model's docs page compares the counts)"
     return f"scale {scale}: budgets below the paper's (settings above)" if scale != "paper" else "see docs/papers.md"
 
 
@@ -123,20 +125,25 @@ def check_claims(table: pd.DataFrame, paper: dict) -> list[dict]:
     return checked
 
 
+def _num(x: float, sign: str = "") -> str:
+    """Counts in full with thousands separators (parameters: 62,260), other values to 4 digits."""
+    return f"{x:{sign},.0f}" if abs(x) >= 1000 and float(x).is_integer() else f"{x:{sign}.4g}"
+
+
 def _fmt(mean, std, n) -> str:
     if n == 0 or pd.isna(mean):
         return "—"
-    return f"{mean:.4g}" if pd.isna(std) else f"{mean:.4g} ± {std:.2g}"
+    return _num(mean) if pd.isna(std) else f"{_num(mean)} ± {std:.2g}"
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The human table: formatted numbers."""
-    paper_col = [("—" if pd.isna(p) else f"{p:.4g}" + ("" if pd.isna(s) else f" ± {s:.2g}")) for p, s in zip(table["paper"], table["paper_std"])]
+    paper_col = [("—" if pd.isna(p) else _num(p) + ("" if pd.isna(s) else f" ± {s:.2g}")) for p, s in zip(table["paper"], table["paper_std"])]
     return pd.DataFrame({
         "row": table["row"], "task": table["task"], "metric": table["metric"],
         "ours (mean ± std)": [_fmt(m, s, n) for m, s, n in zip(table["ours_mean"], table["ours_std"], table["n"])],
         "n": table["n"], "paper": paper_col,
-        "diff": ["—" if pd.isna(d) else f"{d:+.3g}" for d in table["diff"]],
+        "diff": ["—" if pd.isna(d) else _num(d, "+") for d in table["diff"]],
         "verdict": table["verdict"], "likely reason": table["likely reason"], "source": table["source"],
     })
 
