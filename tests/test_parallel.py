@@ -257,7 +257,22 @@ def test_memory_models_fold_and_match_sequential_runs(tmp_path, model_name):
         pd.testing.assert_frame_equal(metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s), rtol=1e-4, atol=1e-5)
 
 
-EXPECTED_STRATEGY = {"ntm": "fold", "dnc": "fold", "stack_rnn": "fold", "nmn": "fold", "ffnn": "fold", "smann": "loop", "lstm": "loop"}
+EXPECTED_STRATEGY = {"ntm": "fold", "dnc": "fold", "stack_rnn": "fold", "nmn": "fold", "ffnn": "fold", "smann": "loop", "lstm": "loop",
+                     "skip_gru": "loop", "skip_lstm": "loop"}  # Skip RNNs: the budget loss reads the forward
+
+
+def test_a_loss_that_reads_the_forward_trains_each_seed_on_its_own(tmp_path):
+    """Skip GRU's budget loss sums the updates of its latest forward: a shared (vmapped) forward
+    would leave them on one module and fail, or price every seed with the first one's updates."""
+    from memrepro.models.skip_rnn import SkipGRU
+
+    small = lambda i, o, hidden_size: SkipGRU(i, o, hidden_size=hidden_size, budget=0.1, dropout=0.0)  # no RNG draws
+    seeds, task_kw = [0, 1], dict(eval_size=8)
+    sequential(tmp_path, small, seeds, task_kw, steps=6)
+    lanes, forward = parallel(tmp_path, small, seeds, task_kw, steps=6)
+    assert forward.strategy == "loop", forward.notes
+    for s in seeds:
+        pd.testing.assert_frame_equal(metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")))

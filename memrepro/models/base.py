@@ -20,6 +20,10 @@ State = Any
 class SequenceModel(nn.Module):
     """Maps inputs [B, T, I] to outputs [B, T, O] (logits or values, per the task's output kind)."""
 
+    # True when `extra_loss` reads values the latest forward left on the module (Skip RNN's
+    # budget): parallel seeds must then run each seed's own forward (memrepro.train.stacked).
+    loss_reads_forward = False
+
     def __init__(self, input_size: int, output_size: int):
         super().__init__()
         check_positive("model.input_size", input_size)

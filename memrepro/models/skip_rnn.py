@@ -79,6 +79,8 @@ class _SkipRNN(SequenceModel):
         self.last_updates, self.last_steps = state.updates, x.shape[1]
         return (y, states) if return_states else y
 
+    loss_reads_forward = True  # the budget loss sums the latest forward's updates
+
     def extra_loss(self) -> Tensor | float:
         """λ Σ_t u_t, averaged over the sequences of the latest forward (Campos et al. §3.3)."""
         return 0.0 if self.last_updates is None else self.budget * self.last_updates.mean()

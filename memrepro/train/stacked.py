@@ -65,6 +65,10 @@ class StackedForward:
     def __call__(self, models: list[nn.Module], batches: list[Batch]) -> list[Tensor]:
         if self.strategy is not None:
             return getattr(self, f"_{self.strategy}")(models, batches)
+        if getattr(models[0], "loss_reads_forward", False):  # a shared forward would leave it on one module
+            self.notes = {s: f"{type(models[0]).__name__}.extra_loss reads its own forward's values" for s in ("fold", "vmap")}
+            self.strategy = "loop"
+            return self._loop(models, batches)
         for strategy in ("fold", "vmap"):
             try:
                 outputs = getattr(self, f"_{strategy}")(models, batches)
