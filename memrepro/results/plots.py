@@ -44,11 +44,15 @@ def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
     return [io.CURVES, *plot_model_figures(run_dir, model, task, batch, final, title=f"{type(model).__name__} on {type(task).__name__}")]
 
 
-def plot_convergence(curves: pd.DataFrame, metrics: list[str], path: Path, title: str = "", x: str = "sequences") -> Path:
+def plot_convergence(curves: pd.DataFrame, metrics: list[str], path: Path, title: str = "", x: str = "sequences") -> Path | None:
     """One panel per task x metric; in each, one line per cell: the mean over seeds of the metric
     against ``x``, with a ±std band. ``curves`` has columns cell, task, seed, ``x`` and the
-    metrics (one row per evaluation)."""
-    panels = [(t, m) for t in sorted(curves["task"].unique()) for m in metrics if m in curves and curves.loc[curves["task"] == t, m].notna().any()]
+    metrics (one row per evaluation). None (no file) when no task has a curve."""
+    # a panel needs a curve: tasks whose runs evaluated once (e.g. parameter counts) are left out
+    panels = [(t, m) for t in sorted(curves["task"].unique()) for m in metrics
+              if m in curves and curves.loc[curves["task"] == t].dropna(subset=[m])[x].nunique() > 1]
+    if not panels:
+        return None
     cols = min(len(panels), 3)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)

@@ -67,7 +67,9 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
     curves = aggregate.load_curves(sweep_dir, runs)
     shown = [metric] if metric else curve_metrics(curves, tables.load_paper(paper_id) if paper_id else None)
     if shown and not curves.empty:
-        written["figure"] = plot_convergence(curves, shown, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
+        figure = plot_convergence(curves, shown, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
+        if figure:
+            written["figure"] = figure
     return written
 
 
