@@ -2,6 +2,7 @@
 ``${sc:...}`` scale resolver, the config groups' options, and composing a config without the CLI."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -50,3 +51,11 @@ def compose(overrides: list[str] | None = None, with_hydra: bool = False):
 
 
 register_resolvers()
+
+
+def code_commit() -> str:
+    """The short git commit of this code (``unknown`` outside a git checkout): runs record it."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -13,6 +13,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from memrepro.config import code_commit
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
 from memrepro.train.compiled import compile_training_step
@@ -151,6 +152,7 @@ class RunRecord:
             "scale": cfg.scale.name,
             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.started)),
             "started_at": self.started,
+            "commit": code_commit(),
             "host": {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device)},
         }
 

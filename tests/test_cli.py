@@ -37,6 +37,7 @@ def test_run_writes_the_run_folder_and_says_where(finished_run):
     assert str(run_dir / "curves.png").split("outputs/")[-1] in proc.stdout
     # an LSTM has no memory to draw, and one evaluation length makes no length curve
     assert summary["figures"] == ["curves.png"]
+    assert summary["commit"] == "unknown" or all(c in "0123456789abcdef" for c in summary["commit"])  # the code's provenance
 
 
 def test_same_seed_gives_identical_metrics(finished_run, tmp_path):

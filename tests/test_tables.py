@@ -36,6 +36,7 @@ def test_table_has_the_paper_column_and_verdicts(fig10):
     md = written["md"].read_text()
     assert "Scale **smoke**" in md and "Settings that differ" in md and "`trainer.epochs`" in md
     assert "`trainer.clip_norm` = 5 (paper scale: 10.0)" in md
+    assert "trained at commit `" in md  # the runs' own commit, recorded in their summaries
     assert "NMN long-term error < RNN long-term error" in md
     assert written["tex"].read_text().startswith("\\begin{table}")
     status = json.loads(written["status"].read_text())

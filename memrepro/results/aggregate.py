@@ -60,6 +60,7 @@ def load_runs(root: Path) -> pd.DataFrame:
             "train_seconds": s.get("train_seconds"),
             "wall_seconds": s.get("wall_seconds"),
             "started_at": s.get("started_at"),
+            "commit": s.get("commit"),
             "scale": s.get("scale"),
             "experiment": s.get("experiment"),
             "overrides": s.get("overrides", []),
@@ -91,5 +92,5 @@ def summarise(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def final_metric_columns(runs: pd.DataFrame) -> list[str]:
     """The evaluation metrics present in the runs' summaries (training averages left out)."""
-    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds", "wall_seconds", "started_at", "scale", "experiment", "overrides"}
+    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds", "wall_seconds", "started_at", "commit", "scale", "experiment", "overrides"}
     return [c for c in runs.columns if c not in identity and not c.startswith("train_") and pd.api.types.is_numeric_dtype(runs[c])]

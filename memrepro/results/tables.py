@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
+from memrepro.config import code_commit
 from memrepro.errors import MemreproError
 
 PAPERS_DIR = Path(__file__).resolve().parent.parent / "papers"
@@ -166,11 +166,12 @@ def settings_that_differ(experiment: str, scale: str, ours: list[str], paper_cel
     return [f"`{k}` = {ours.get(k)!r} (paper scale: {paper.get(k)!r})" for k in sorted(set(ours) | set(paper)) if k not in ("scale.name", "scale.data", "scale.steps", "scale.eval") and ours.get(k) != paper.get(k)]
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=PAPERS_DIR).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def provenance(runs: pd.DataFrame) -> str:
+    """The commit(s) the runs were trained at (recorded in their summaries), else the report's."""
+    known = sorted(set(runs["commit"].dropna())) if "commit" in runs else []
+    if known:
+        return "trained at commit " + ", ".join(f"`{c}`" for c in known)
+    return f"report at commit `{code_commit()}` (the runs predate commit records)"
 
 
 def wall_time(runs: pd.DataFrame) -> float:
@@ -184,7 +185,7 @@ def header(paper: dict, runs: pd.DataFrame, scale: str, experiment: str | None) 
     lines = [
         f"# {paper['id']}: {paper['title']}", "",
         f"*{paper['paper']}*, {paper['source']}. Scale **{scale}**; wall time {wall_time(runs) / 60:.1f} min; "
-        f"commit `{commit()}`; {time.strftime('%Y-%m-%d')}.", "",
+        f"{provenance(runs)}; {time.strftime('%Y-%m-%d')}.", "",
     ]
     if paper.get("paper_settings"):
         lines += ["The paper's settings: " + "; ".join(f"{k}: {v}" for k, v in paper["paper_settings"].items()) + ".", ""]
