@@ -6,6 +6,7 @@ naming the problem (and nothing is written): Hydra's own messages run over sever
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,7 +36,17 @@ def main() -> None:
         except MemreproError as e:
             fail(e)
         sys.argv[1:] = args
-    _hydra_main()
+    # SIGTERM (a scheduler's preemption, `kill`) ends a run as Ctrl-C does: summary "interrupted"
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _hydra_main()
+    except KeyboardInterrupt:
+        print("memrepro: interrupted; continue with resume=true (the run folder keeps its last checkpoint)", file=sys.stderr)
+        sys.exit(130)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def fail(error: Exception) -> None:

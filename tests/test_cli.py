@@ -67,6 +67,24 @@ def test_sigkill_then_resume_ends_with_the_same_metrics(tmp_path):
     assert json.loads((tmp_path / "killed/summary.json").read_text())["final"] == json.loads((tmp_path / "full/summary.json").read_text())["final"]
 
 
+def test_sigterm_marks_the_run_interrupted_in_one_line(tmp_path):
+    """A scheduler's SIGTERM (preemption) ends the run as Ctrl-C does: summary "interrupted", a
+    one-line message naming resume, no traceback."""
+    args = [*COPY, "scale=smoke", "trainer.progress=false", "plots=false", "threads=1", "trainer.steps=100000", "trainer.eval_every=40"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    victim = subprocess.Popen([sys.executable, "-m", "memrepro", *args, f"run_dir={tmp_path / 'run'}"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run/metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not metrics.exists():
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=60)
+    assert victim.returncode == 130 and "Traceback" not in err and "resume=true" in err and len(err.strip().splitlines()) == 1, err
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["status"] == "interrupted" and "SIGTERM" in summary["error"]
+
+
 def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli(["--help"], tmp_path)
     assert proc.returncode == 0
