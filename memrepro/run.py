@@ -3,6 +3,7 @@ run folder. Hydra-free (the CLI composes the config), so tests and notebooks cal
 from __future__ import annotations
 
 import platform
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -189,7 +190,11 @@ class RunRecord:
         if self.cfg.plots:
             from memrepro.results.plots import plot_run  # matplotlib only when plotting
 
-            summary["figures"] = plot_run(self.run_dir, self.model, self.task, self.trainer)
+            try:
+                summary["figures"] = plot_run(self.run_dir, self.model, self.task, self.trainer)
+            except Exception as e:  # a figure must not turn a finished run into a failed one
+                summary["figures_error"] = f"{type(e).__name__}: {e}"
+                print(f"memrepro: warning: the run finished, but its figures failed ({summary['figures_error']})", file=sys.stderr)
             io.write_json(self.run_dir / io.SUMMARY, summary)
         return summary
 

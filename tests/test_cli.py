@@ -132,3 +132,18 @@ def test_each_run_gets_its_own_folder_under_outputs(tmp_path):
         assert run_cli([*COPY, *SMOKE, "trainer.steps=2"], tmp_path).returncode == 0
     folders = sorted((tmp_path / "outputs/runs").iterdir())
     assert len(folders) == 2 and all(f.name.endswith("_lstm_copy") and (f / "summary.json").exists() for f in folders)
+
+
+def test_a_failing_figure_leaves_the_run_completed(tmp_path, monkeypatch, capsys):
+    from conftest import smoke_cfg
+    from memrepro.results import plots
+    from memrepro.run import run
+
+    def broken(*args):
+        raise ValueError("no display")
+
+    monkeypatch.setattr(plots, "plot_run", broken)
+    summary = run(smoke_cfg(*COPY, "plots=true"), tmp_path)
+    assert summary["status"] == "completed" and summary["figures_error"] == "ValueError: no display"
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "completed"
+    assert "its figures failed" in capsys.readouterr().err

@@ -224,7 +224,7 @@ def test_memory_trace_and_length_figures_are_written(cls, tmp_path):
     assert path.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("model_name", ["ntm", "dnc", "stack_rnn"])
+@pytest.mark.parametrize("model_name", ["ntm", "dnc", "stack_rnn", "nmn"])  # nmn: one flat memory vector
 def test_a_memory_models_run_folder_gets_its_figures(model_name, tmp_path):
     from conftest import smoke_cfg
     from memrepro.run import run

@@ -40,7 +40,9 @@ def _trace_panels(traces: Sequence[Mapping[str, Tensor]], sequence: int) -> list
     for key in traces[0]:
         steps = torch.stack([t[key][sequence].detach().float().cpu() for t in traces])  # [T, ...]
         if key == "memory":
-            panels.append((f"memory after step {len(traces)} (width x slots)", steps[-1].T))
+            last = steps[-1]  # [slots, width], or one flat vector (e.g. the NMN's banks)
+            image = last.T if last.dim() == 2 else last.reshape(1, -1) if last.dim() == 1 else last.flatten(0, -2).T
+            panels.append((f"memory after step {len(traces)}" + (" (width x slots)" if last.dim() == 2 else ""), image))
             continue
         steps = steps.reshape(len(traces), -1, steps.shape[-1])  # [T, heads, size]
         heads = steps.shape[1]
