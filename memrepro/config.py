@@ -53,6 +53,11 @@ def compose(overrides: list[str] | None = None, with_hydra: bool = False):
 register_resolvers()
 
 
+# How a run is executed, not what it computes: left out of resume checks and of the tables'
+# "settings that differ from the paper".
+RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots", "compile", "compile_steps")
+
+
 def code_commit() -> str:
     """The short git commit of this code (``unknown`` outside a git checkout): runs record it."""
     try:

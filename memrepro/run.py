@@ -14,14 +14,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from memrepro.config import code_commit
+from memrepro.config import RUNTIME_KEYS, code_commit
 from memrepro.errors import ConfigError, MemreproError
 from memrepro.results import io
 from memrepro.train.compiled import compile_training_step
 from memrepro.train.parallel import Lane, fit_parallel
 
-# settings that do not change what is computed: excluded when comparing a resumed run's config
-RUNTIME_KEYS = ("resume", "run_dir", "device", "threads", "plots", "compile", "compile_steps")
 CONFIG = "config.yaml"  # the resolved config of a run, which a resume must match
 
 

@@ -41,7 +41,7 @@ def _trace_panels(traces: Sequence[Mapping[str, Tensor]], sequence: int) -> list
         steps = torch.stack([t[key][sequence].detach().float().cpu() for t in traces])  # [T, ...]
         if key == "memory":
             last = steps[-1]  # [slots, width], or one flat vector (e.g. the NMN's banks)
-            image = last.T if last.dim() == 2 else last.reshape(1, -1) if last.dim() == 1 else last.flatten(0, -2).T
+            image = last.T if last.dim() == 2 else last.reshape(1, -1)
             panels.append((f"memory after step {len(traces)}" + (" (width x slots)" if last.dim() == 2 else ""), image))
             continue
         steps = steps.reshape(len(traces), -1, steps.shape[-1])  # [T, heads, size]

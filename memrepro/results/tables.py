@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from memrepro.config import code_commit
+from memrepro.config import RUNTIME_KEYS, code_commit
 from memrepro.errors import MemreproError
 
 PAPERS_DIR = Path(__file__).resolve().parent.parent / "papers"
@@ -148,8 +148,8 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-# overrides that do not change what is computed (bookkeeping, speed), left out of the comparison
-NOT_SETTINGS = ("seed", "scale", "experiment", "resume", "trainer.progress", "trainer.parallel_seeds", "threads")
+# overrides that do not change what is computed (identity, bookkeeping, speed), left out of the comparison
+NOT_SETTINGS = ("seed", "scale", "experiment", "trainer.progress", "trainer.parallel_seeds", *RUNTIME_KEYS)
 
 
 def settings_that_differ(experiment: str, scale: str, ours: list[str], paper_cell: list[str]) -> list[str]:
