@@ -3,7 +3,7 @@
 
     python scripts/bench.py                              throughput of every model on main, batch 1 and 32
     python scripts/bench.py --ref-ntm DIR --ref-dnc DIR  ... and the reference checkouts beside ours, with ratios
-    python scripts/bench.py --compile                    ... and NTM, DNC with compile=true (a minute of compiling each)
+    python scripts/bench.py --compile                    ... and NTM, DNC through TorchInductor (a minute of compiling each)
     python scripts/bench.py --compile --compile-steps 1,8   ... one step and 8-step chunks per compiled graph
     python scripts/bench.py --parallel                   5 seeds in lockstep vs 5 sequential runs
     python scripts/bench.py --solve                      NTM copy, seeds 0-2: sequences and seconds to < 0.1 bit errors/seq
@@ -13,7 +13,8 @@ The sizes are issue 7's: copy task, length 20 (41 steps), LSTM controller of 100
 128 x 20, one read and one write head. Throughput is sequences per second of whole training
 updates (sample, forward, backward, clip, optimizer step), the median of ``--repeats`` timed
 repeats after a warm-up. Peak memory is the growth of the process's peak RSS while training.
-Every measurement runs in a fresh subprocess, one at a time, so that models do not share
+The NTM is also measured with its native sequence kernel (``ntm+native``: what compile=true
+runs for it; the extension builds in ~30 s the first time). Every measurement runs in a fresh subprocess, one at a time, so that models do not share
 allocator caches or threads and a slow reference cannot disturb ours.
 
 The reference checkouts (loudinthecloud/pytorch-ntm, ixaxaar/pytorch-dnc) are imported from
@@ -48,7 +49,8 @@ MODELS = {
     "smann": ["model.memory_slots=128", "model.memory_width=20"],
 }
 REFERENCES = {"ntm": "ref_ntm", "dnc": "ref_dnc"}
-STEP_LOOP = ("ntm", "dnc")  # models whose forward loops over step: what compile=true compiles
+STEP_LOOP = ("ntm", "dnc")  # models whose forward loops over step: what --compile runs through TorchInductor
+NATIVE = ("ntm",)  # models with a native sequence kernel: what compile=true runs for them
 PARALLEL_SEEDS = 5
 # NTM copy training as scripts/learn_memory.py runs it (batch 32, Adam 1e-3, gradient norm clipped
 # at 1), evaluated every 100 updates on 100 sequences of the training lengths.
@@ -96,7 +98,7 @@ def ours(spec: dict) -> dict:
 
     task, model, trainer = build(spec["model"], spec["batch"], spec.get("overrides", ()))
     if spec.get("compile"):
-        compile_training_step(model, spec.get("compile_steps", 1))
+        compile_training_step(model, spec.get("compile_steps", 1), native=spec.get("native", False))
     trainer.start(model, task, Path(tempfile.mkdtemp()))
     result = timed(lambda: trainer._update(trainer._next_batch()), spec["batch"], spec["repeats"], spec["seconds"])
     return {**result, "parameters": model.num_parameters()}
@@ -277,7 +279,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for these small models)")
     p.add_argument("--ref-ntm", metavar="DIR", help="a checkout of loudinthecloud/pytorch-ntm, measured in the same invocation")
     p.add_argument("--ref-dnc", metavar="DIR", help="a checkout of ixaxaar/pytorch-dnc")
-    p.add_argument("--compile", action="store_true", help="also measure NTM and DNC with compile=true (about a minute of compiling each)")
+    p.add_argument("--compile", action="store_true", help="also measure NTM and DNC through TorchInductor (about a minute of compiling each)")
     p.add_argument("--compile-steps", default="1", help="comma-separated compile_steps to measure with --compile (time steps per compiled graph)")
     p.add_argument("--parallel", action="store_true", help=f"{PARALLEL_SEEDS} seeds in lockstep vs one after another")
     p.add_argument("--parallel-model", default="ntm")
@@ -304,6 +306,9 @@ def main() -> None:
             if available(model):
                 ours_[model] = measure({**base, "kind": "ours", "model": model, "batch": batch})
                 report_line(figures, previous, f"{model}/b{batch}", ours_[model])
+                if model in NATIVE:  # compile=true's path for this model: its native sequence kernel
+                    ours_[f"{model}+native"] = measure({**base, "kind": "ours", "model": model, "batch": batch, "compile": True, "native": True})
+                    report_line(figures, previous, f"{model}+native/b{batch}", ours_[f"{model}+native"], keys=("cpu_seq_s", "seq_s", "peak_mb", "first_update_s"))
                 for steps in map(int, args.compile_steps.split(",")) if args.compile and model in STEP_LOOP else ():
                     name = f"{model}+compile" + (f"{steps}" if steps > 1 else "")
                     ours_[name] = measure({**base, "kind": "ours", "model": model, "batch": batch, "compile": True, "compile_steps": steps})

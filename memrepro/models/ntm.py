@@ -70,6 +70,7 @@ class NTM(SequenceModel):
         self.slots, self.width, self.read_heads, self.write_heads = memory_slots, memory_width, read_heads, write_heads
         self.clip_value = clip_value
         heads, shifts = read_heads + write_heads, 2 * shift_range + 1
+        self.shifts = shifts
         # Interface layout: keys | β | g | s | γ for every head, then erase | add for write heads.
         self.splits = [heads * memory_width, heads, heads, heads * shifts, heads, write_heads * memory_width, write_heads * memory_width]
         self.controller = Controller(input_size + read_heads * memory_width, controller_size, controller_layers, controller)

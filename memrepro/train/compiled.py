@@ -1,4 +1,9 @@
-"""``compile=true``: the model's training step through `torch.compile` (TorchInductor).
+"""``compile=true``: the model's training step as native code.
+
+The NTM with a one-layer LSTM controller on CPU runs its hand-written sequence kernel
+(`memrepro.models.ntm_native`: one native call forward and one backward per sequence, 3-6x
+faster than TorchInductor's step; docs/benchmarks.md). Every other step-loop model goes through
+`torch.compile` (TorchInductor), as follows.
 
 For step-loop models (NTM, DNC: `forward` is `SequenceModel.forward`, a Python loop over `step`)
 per-operation overhead dominates on CPU; inductor fuses a step's elementwise operations into a
@@ -16,21 +21,26 @@ Inductor on CPU needs a C++ compiler.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import warnings
 
 import torch
 
 from memrepro.errors import ConfigError
+from memrepro.models import ntm_native
 from memrepro.models.base import SequenceModel
+from memrepro.models.ntm import NTM
 
 # Inductor's C++ wrapper calls the generated kernels from C++ instead of Python: at batch 1 a
 # step is ~50 tiny kernels, and the Python calls between them were half of its time.
 OPTIONS = {"cpp_wrapper": True}
 
 
-def compile_training_step(model: SequenceModel, steps: int = 1) -> None:
-    """Run ``model``'s training steps compiled: ``steps`` time steps per compiled graph.
+def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = True) -> None:
+    """Run ``model``'s training steps compiled: its native sequence kernel where it has one that
+    applies (``native``), else TorchInductor with ``steps`` time steps per compiled graph.
 
     ``steps`` = 1 compiles `step`. ``steps`` = k > 1 compiles a chunk of k consecutive steps as one
     graph (fewer graph calls, and inductor fuses across steps); the last T mod k steps of a
@@ -43,6 +53,8 @@ def compile_training_step(model: SequenceModel, steps: int = 1) -> None:
     if not (shutil.which(compiler) or shutil.which("c++") or shutil.which("clang++")):
         raise ConfigError(f"compile=true needs a C++ compiler for torch.compile on CPU ({compiler} not found); install one or leave compile=false")
     eager_step, eager_run = model.step, model.run_steps
+    if native and use_native_kernel(model):
+        return
     compiled_step = torch.compile(eager_step, options=OPTIONS)
 
     def step(x_t, state):
@@ -78,3 +90,18 @@ def compile_training_step(model: SequenceModel, steps: int = 1) -> None:
         return torch.cat(outputs, dim=1), [], state
 
     model.run_steps = run_steps
+
+
+def use_native_kernel(model: SequenceModel) -> bool:
+    """Route ``model``'s training sequences through its native kernel, if it has one that applies
+    and the kernel builds; a failed build falls back to TorchInductor with a one-line warning."""
+    if not (isinstance(model, NTM) and ntm_native.applies(model)):
+        return False
+    try:
+        ntm_native.extension()
+    except Exception as e:  # the compiler's own message is many lines; its first says why
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        warnings.warn(f"compile=true: the native NTM kernel did not build ({first}); using TorchInductor", stacklevel=2)
+        return False
+    model.run_steps = functools.partial(ntm_native.run_steps, model, model.run_steps)
+    return True

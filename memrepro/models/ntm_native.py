@@ -1,0 +1,82 @@
+"""The NTM's training sequence as one native call forward and one backward (``compile=true`` on CPU).
+
+`ntm_native.cpp` runs a whole sequence of `memrepro.models.ntm.NTM` with a one-layer LSTM
+controller: the same equations (NTM eqs. 2-9) and activations, with the backward pass derived
+by hand (docs/models/ntm.md, "Native kernel") and checked against autograd on the Python model
+(tests/test_ntm_native.py). A step there is four matrix products and plain loops, where the
+Python step is ~100 tensor operations whose dispatch, not their arithmetic, sets the speed of
+these small models on CPU (docs/benchmarks.md has the figures).
+
+The extension is built with `torch.utils.cpp_extension` at first use (about 30 s, then cached
+by PyTorch under ~/.cache/torch_extensions); it needs a C++ compiler, as TorchInductor does.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("ntm_native.cpp")
+
+
+@functools.cache
+def extension():
+    from torch.utils.cpp_extension import load
+
+    # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU;
+    # the name keeps builds for different widths apart in PyTorch's extension cache.
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
+    return load(f"memrepro_ntm_native_{capability.lower()}", [str(SOURCE)], extra_cflags=flags, verbose=False)
+
+
+class NTMSequence(torch.autograd.Function):
+    """y = NTM(x) over a whole sequence from a given initial state; gradients to the parameters
+    and to the initial state (so a learned initial memory trains). The final state is returned
+    without gradients."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads: int, shifts: int, clip: float):
+        y, *final_and_saved = extension().forward(x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads, shifts, clip)
+        final, ctx.buffers = final_and_saved[:5], final_and_saved[5:]
+        ctx.save_for_backward(Wc, Wi, Wo)
+        ctx.sizes = (x.shape[-1], read_heads, shifts, clip)
+        ctx.mark_non_differentiable(*final)
+        return (y, *final)
+
+    @staticmethod
+    def backward(ctx, dy, *_):
+        grads = extension().backward(dy.contiguous(), ctx.buffers, *ctx.saved_tensors, *ctx.sizes)
+        ctx.buffers = None
+        return (None, *grads, None, None, None)
+
+
+MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
+
+
+def applies(model) -> bool:
+    """Whether `model` (an NTM) is one the native sequence computes: a one-layer LSTM controller,
+    memory rows of at most 64 floats, float32 on CPU."""
+    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
+            and model.output.weight.device.type == "cpu" and model.output.weight.dtype == torch.float32)
+
+
+def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False):
+    """`SequenceModel.run_steps` for training: the native sequence when gradients are on and the
+    sequence starts from the model's initial state; the eager loop otherwise (evaluation,
+    per-step states for plots and forcing, a carried state)."""
+    if keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32:
+        return eager_run(x, state, keep_states)
+    from memrepro.models.ntm import NTMState
+
+    start = model.initial_state(x.shape[0])
+    ((h0, c0),) = start.controller
+    cell = model.controller.layers[0]
+    y, hT, cT, memory, reads, weights = NTMSequence.apply(
+        x.contiguous(), h0, c0, start.memory, start.reads, start.weights, cell.weight, cell.bias,
+        model.interface.weight, model.interface.bias, model.output.weight, model.output.bias,
+        model.read_heads, model.shifts, model.clip_value or 0.0,
+    )
+    return y, [], NTMState(((hT, cT),), memory, reads, weights)
