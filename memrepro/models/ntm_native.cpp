@@ -35,14 +35,14 @@ inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
 inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
 inline float softplus_grad(float x) { return x > 20.f ? 1.f : sigmoid(x); }
 
-inline float dot(const float* a, const float* b, int64_t n) {
+C10_ALWAYS_INLINE float dot(const float* a, const float* b, int64_t n) {
   Vec acc(0.f);
   blocks(n, [&](int64_t i, int64_t c) { acc = at::vec::fmadd(Vec::loadu(a + i, c), Vec::loadu(b + i, c), acc); });
   return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, acc);
 }
 
 // y += alpha x
-inline void axpy(float alpha, const float* x, float* y, int64_t n) {
+C10_ALWAYS_INLINE void axpy(float alpha, const float* x, float* y, int64_t n) {
   blocks(n, [&](int64_t i, int64_t c) { at::vec::fmadd(Vec(alpha), Vec::loadu(x + i, c), Vec::loadu(y + i, c)).store(y + i, c); });
 }
 
@@ -63,15 +63,15 @@ inline float dot_rotated(const float* a, const float* b, int64_t n, int64_t offs
 // that the per-row passes keep their accumulators in registers; the last block is masked).
 constexpr int MAX_BLOCKS = 8;
 template <int NB>
-inline void load_row(Vec* v, const float* p, int64_t W) {
+C10_ALWAYS_INLINE void load_row(Vec* v, const float* p, int64_t W) {
   for (int k = 0; k < NB; ++k) v[k] = Vec::loadu(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
 }
 template <int NB>
-inline void store_row(const Vec* v, float* p, int64_t W) {
+C10_ALWAYS_INLINE void store_row(const Vec* v, float* p, int64_t W) {
   for (int k = 0; k < NB; ++k) v[k].store(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
 }
 template <int NB>
-inline float sum_row(const Vec* v) {
+C10_ALWAYS_INLINE float sum_row(const Vec* v) {
   Vec s = v[0];
   for (int k = 1; k < NB; ++k) s = s + v[k];
   return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, s);
@@ -102,16 +102,11 @@ struct Dims {
   int64_t o_key, o_beta, o_gate, o_shift, o_gamma, o_erase, o_add;
 };
 
-Dims dims(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& M0, const at::Tensor& w0,
-          const at::Tensor& Wo, int64_t R, int64_t S, double clip) {
-  Dims d;
-  d.B = x.size(0); d.T = x.size(1); d.I = x.size(2); d.C = h0.size(1);
-  d.N = M0.size(1); d.W = M0.size(2); d.R = R; d.H = w0.size(1); d.Hw = d.H - R; d.S = S;
-  d.O = Wo.size(0); d.clip = static_cast<float>(clip);
-  d.o_key = 0; d.o_beta = d.H * d.W; d.o_gate = d.o_beta + d.H; d.o_shift = d.o_gate + d.H;
-  d.o_gamma = d.o_shift + d.H * S; d.o_erase = d.o_gamma + d.H; d.o_add = d.o_erase + d.Hw * d.W;
-  d.P = d.o_add + d.Hw * d.W;
-  d.Z = d.I + R * d.W + d.C;
+Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t H, int64_t S, int64_t O, double clip) {
+  Dims d{B, T, I, C, N, W, R, H, H - R, S, O, 0, I + R * W + C, static_cast<float>(clip)};
+  d.o_key = 0; d.o_beta = H * W; d.o_gate = d.o_beta + H; d.o_shift = d.o_gate + H;
+  d.o_gamma = d.o_shift + H * S; d.o_erase = d.o_gamma + H; d.o_add = d.o_erase + d.Hw * W;
+  d.P = d.o_add + d.Hw * W;
   return d;
 }
 
@@ -258,7 +253,7 @@ void content_backward(const Dims& d, const float* M, const float* a, float* da, 
 std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, at::Tensor M0, at::Tensor r0, at::Tensor w0,
                                     at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo, at::Tensor bo,
                                     int64_t R, int64_t S, double clip) {
-  const Dims d = dims(x, h0, M0, w0, Wo, R, S, clip);
+  const Dims d = dims(x.size(0), x.size(1), x.size(2), h0.size(1), M0.size(1), M0.size(2), R, w0.size(1), S, Wo.size(0), clip);
   TORCH_CHECK(d.W <= MAX_BLOCKS * Vec::size(), "native NTM: memory_width ", d.W, " > ", MAX_BLOCKS * Vec::size());
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
@@ -373,12 +368,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
                                      int64_t I, int64_t R, int64_t S, double clip) {
   auto Z = saved[0], G = saved[1], Cs = saved[2], TC = saved[3], XI = saved[4], ACT = saved[5], Mem = saved[6], MN = saved[7],
        KN = saved[8], K = saved[9], WCt = saved[10], WG = saved[11], WS = saved[12], WT = saved[13], HR = saved[14], YP = saved[15];
-  Dims d;
-  d.T = Z.size(0); d.B = Z.size(1); d.I = I; d.C = Cs.size(2); d.N = Mem.size(2); d.W = Mem.size(3); d.R = R;
-  d.H = WT.size(2); d.Hw = d.H - R; d.S = S; d.O = Wo.size(0); d.clip = static_cast<float>(clip);
-  d.o_key = 0; d.o_beta = d.H * d.W; d.o_gate = d.o_beta + d.H; d.o_shift = d.o_gate + d.H;
-  d.o_gamma = d.o_shift + d.H * S; d.o_erase = d.o_gamma + d.H; d.o_add = d.o_erase + d.Hw * d.W;
-  d.P = d.o_add + d.Hw * d.W; d.Z = Z.size(2);
+  const Dims d = dims(Z.size(1), Z.size(0), I, Cs.size(2), Mem.size(2), Mem.size(3), R, WT.size(2), S, Wo.size(0), clip);
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, r = S / 2, RW = R * W, HR_ = C + RW;
   auto opt = Z.options();
 
