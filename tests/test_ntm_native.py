@@ -72,6 +72,19 @@ def test_the_kernel_serves_only_what_it_computes():
     assert type(model(x).grad_fn).__name__ == "NTMSequenceBackward"
 
 
+def test_a_failed_build_falls_back_to_inductor_in_one_line(monkeypatch, capsys):
+    def broken():
+        raise RuntimeError("Error building extension 'memrepro_ntm_native'\nmany lines of compiler output")
+
+    monkeypatch.setattr(ntm_native, "extension", broken)
+    model = small_ntm()
+    compiled.compile_training_step(model)
+    assert "step" in vars(model) and "run_steps" not in vars(model)  # TorchInductor's step, the Python loop
+    err = capsys.readouterr().err.strip()
+    assert err == ("memrepro: warning: compile=true: the native NTM kernel did not build "
+                   "(Error building extension 'memrepro_ntm_native'); using TorchInductor")
+
+
 def test_compiled_ntm_training_matches_eager(tmp_path):
     """A few copy updates with compile=true write the metrics the eager run writes."""
     def run(folder, compile_):

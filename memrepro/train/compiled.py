@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import warnings
+import sys
 
 import torch
 
@@ -101,7 +101,7 @@ def use_native_kernel(model: SequenceModel) -> bool:
         ntm_native.extension()
     except Exception as e:  # the compiler's own message is many lines; its first says why
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        warnings.warn(f"compile=true: the native NTM kernel did not build ({first}); using TorchInductor", stacklevel=2)
+        print(f"memrepro: warning: compile=true: the native NTM kernel did not build ({first}); using TorchInductor", file=sys.stderr)
         return False
     model.run_steps = functools.partial(ntm_native.run_steps, model, model.run_steps)
     return True
