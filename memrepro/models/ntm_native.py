@@ -7,29 +7,21 @@ by hand (docs/models/ntm.md, "Native kernel") and checked against autograd on th
 Python step is ~100 tensor operations whose dispatch, not their arithmetic, sets the speed of
 these small models on CPU (docs/benchmarks.md has the figures).
 
-The extension is built with `torch.utils.cpp_extension` at first use (about 30 s, then cached
-by PyTorch under ~/.cache/torch_extensions); it needs a C++ compiler, as TorchInductor does.
+Built at first use by `memrepro.models.native` (about 30 s, then cached); it needs a C++ compiler,
+as TorchInductor does.
 """
 from __future__ import annotations
-
-import functools
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-SOURCE = Path(__file__).with_name("ntm_native.cpp")
+from memrepro.models.native import build
+
+MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
 
 
-@functools.cache
 def extension():
-    from torch.utils.cpp_extension import load
-
-    # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU;
-    # the name keeps builds for different widths apart in PyTorch's extension cache.
-    capability = torch.backends.cpu.get_cpu_capability()
-    flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
-    return load(f"memrepro_ntm_native_{capability.lower()}", [str(SOURCE)], extra_cflags=flags, verbose=False)
+    return build("ntm_native")
 
 
 class NTMSequence(torch.autograd.Function):
@@ -51,9 +43,6 @@ class NTMSequence(torch.autograd.Function):
         grads = extension().backward(dy.contiguous(), ctx.buffers, *ctx.saved_tensors, *ctx.sizes)
         ctx.buffers = None
         return (None, *grads, None, None, None)
-
-
-MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
 
 
 def applies(model) -> bool:

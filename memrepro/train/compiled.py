@@ -1,9 +1,9 @@
 """``compile=true``: the model's training step as native code.
 
-The NTM with a one-layer LSTM controller on CPU runs its hand-written sequence kernel
-(`memrepro.models.ntm_native`: one native call forward and one backward per sequence, 3-6x
-faster than TorchInductor's step; docs/benchmarks.md). Every other step-loop model goes through
-`torch.compile` (TorchInductor), as follows.
+The NTM and the DNC with a one-layer LSTM controller on CPU run their hand-written sequence
+kernels (`memrepro.models.ntm_native`, `dnc_native`: one native call forward and one backward
+per sequence, 1.5-6x faster than TorchInductor's step; docs/benchmarks.md). Every other
+step-loop model goes through `torch.compile` (TorchInductor), as follows.
 
 For step-loop models (NTM, DNC: `forward` is `SequenceModel.forward`, a Python loop over `step`)
 per-operation overhead dominates on CPU; inductor fuses a step's elementwise operations into a
@@ -29,13 +29,15 @@ import sys
 import torch
 
 from memrepro.errors import ConfigError
-from memrepro.models import ntm_native
+from memrepro.models import dnc_native, ntm_native
 from memrepro.models.base import SequenceModel
+from memrepro.models.dnc import DNC
 from memrepro.models.ntm import NTM
 
 # Inductor's C++ wrapper calls the generated kernels from C++ instead of Python: at batch 1 a
 # step is ~50 tiny kernels, and the Python calls between them were half of its time.
 OPTIONS = {"cpp_wrapper": True}
+NATIVE_KERNELS = {NTM: ntm_native, DNC: dnc_native}  # hand-written sequence kernels (memrepro.models.native)
 
 
 def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = True) -> None:
@@ -95,13 +97,15 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
 def use_native_kernel(model: SequenceModel) -> bool:
     """Route ``model``'s training sequences through its native kernel, if it has one that applies
     and the kernel builds; a failed build falls back to TorchInductor with a one-line warning."""
-    if not (isinstance(model, NTM) and ntm_native.applies(model)):
+    kernel = next((k for cls, k in NATIVE_KERNELS.items() if type(model) is cls), None)
+    if kernel is None or not kernel.applies(model):
         return False
     try:
-        ntm_native.extension()
+        kernel.extension()
     except Exception as e:  # the compiler's own message is many lines; its first says why
         first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        print(f"memrepro: warning: compile=true: the native NTM kernel did not build ({first}); using TorchInductor", file=sys.stderr)
+        print(f"memrepro: warning: compile=true: the native {type(model).__name__} kernel did not build ({first}); using TorchInductor",
+              file=sys.stderr)
         return False
-    model.run_steps = functools.partial(ntm_native.run_steps, model, model.run_steps)
+    model.run_steps = functools.partial(kernel.run_steps, model, model.run_steps)
     return True

@@ -1,0 +1,378 @@
+// A whole DNC sequence, forward and backward, as one native call each (memrepro.models.dnc_native).
+//
+// The same model as memrepro/models/dnc.py with a one-layer LSTM controller and one write head
+// (Graves et al. 2016, Methods): retention and usage, sort-based allocation, write weighting,
+// erase/add write, temporal link matrix and precedence, forward/backward/content read modes.
+// The backward pass is derived by hand (docs/models/dnc.md, "Native kernel") and checked
+// against autograd on the Python model by tests/test_native_kernels.py.
+//
+// Layout: time-major buffers [T, B, ...]; memory rows [N, W] and the link matrix [N, N]
+// row-major as in the Python model. Shapes: B batch, T steps, I inputs, C controller units,
+// N slots, W width, R read heads, O outputs.
+#include "native_common.h"
+
+using namespace memrepro_native;
+
+namespace {
+
+struct Dims {
+  int64_t B, T, I, C, N, W, R, O, P, Z;
+  float clip;  // <= 0: no clipping
+  // Interface offsets (dnc.py: read keys | read strengths | write key | write strength | erase |
+  // write vector | free gates | allocation gate | write gate | read modes).
+  int64_t o_rkey, o_rstr, o_wkey, o_wstr, o_erase, o_wvec, o_free, o_ag, o_wg, o_modes;
+};
+
+Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t O, double clip) {
+  Dims d{B, T, I, C, N, W, R, O, 0, I + R * W + C, static_cast<float>(clip)};
+  d.o_rkey = 0; d.o_rstr = R * W; d.o_wkey = d.o_rstr + R; d.o_wstr = d.o_wkey + W; d.o_erase = d.o_wstr + 1;
+  d.o_wvec = d.o_erase + W; d.o_free = d.o_wvec + W; d.o_ag = d.o_free + R; d.o_wg = d.o_ag + 1; d.o_modes = d.o_wg + 1;
+  d.P = d.o_modes + 3 * R;
+  return d;
+}
+
+// Interface activations (dnc.py): keys and write vector raw, strengths oneplus, gates sigmoid,
+// read modes softmax, all after clipping.
+void activate(const Dims& d, const float* raw, float* act) {
+  for (int64_t p = 0; p < d.P; ++p) act[p] = clipped(raw[p], d.clip);
+  for (int64_t r = 0; r < d.R; ++r) act[d.o_rstr + r] = 1.f + softplus(act[d.o_rstr + r]);
+  act[d.o_wstr] = 1.f + softplus(act[d.o_wstr]);
+  for (int64_t j = 0; j < d.W; ++j) act[d.o_erase + j] = sigmoid(act[d.o_erase + j]);
+  for (int64_t r = 0; r < d.R; ++r) act[d.o_free + r] = sigmoid(act[d.o_free + r]);
+  act[d.o_ag] = sigmoid(act[d.o_ag]);
+  act[d.o_wg] = sigmoid(act[d.o_wg]);
+  for (int64_t r = 0; r < d.R; ++r) softmax(act + d.o_modes + 3 * r, 3);
+}
+
+// Per (t, b) buffers of the forward pass, as pointers into the saved tensors.
+struct Saved {
+  float *z, *g, *cs, *tc, *xi, *act, *mem, *mn, *u, *psi, *kw, *cw, *kwn, *su, *pp, *alloc, *ww, *link, *prec, *fw, *bw, *kr,
+      *cr, *krn, *wr, *hr;
+  int64_t* order;
+};
+
+Saved pointers(const std::vector<at::Tensor>& t) {  // t in the order dnc_forward allocates them
+  Saved v{};
+  float** fields[] = {&v.z, &v.g, &v.cs, &v.tc, &v.xi, &v.act, &v.mem, &v.mn, &v.u, &v.psi, &v.kw, &v.cw, &v.kwn, &v.su, &v.pp,
+                      &v.alloc, &v.ww, &v.link, &v.prec, &v.fw, &v.bw, &v.kr, &v.cr, &v.krn, &v.wr, &v.hr};
+  for (size_t k = 0; k < 26; ++k) *fields[k] = t[k].data_ptr<float>();
+  v.order = t[26].data_ptr<int64_t>();
+  return v;
+}
+
+}  // namespace
+
+std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo,
+                                    at::Tensor bo, int64_t C, int64_t N, int64_t W, int64_t R, double clip) {
+  const Dims d = dims(x.size(0), x.size(1), x.size(2), C, N, W, R, Wo.size(0), clip);
+  TORCH_CHECK(W <= MAX_BLOCKS * Vec::size(), "native DNC: memory_width ", W, " > ", MAX_BLOCKS * Vec::size());
+  const int64_t B = d.B, T = d.T, RW = R * W, HR_ = C + RW;
+  auto opt = x.options();
+  auto xs = x.transpose(0, 1).contiguous();
+  static std::vector<at::Tensor> pool;  // the previous sequences' buffers, once released
+  std::vector<at::Tensor> t = {
+      workspace(pool, 0, {T, B, d.Z}, opt),          // 0 Z: controller inputs [x, r_{t-1}, h_{t-1}]
+      workspace(pool, 1, {T, B, 4 * C}, opt),        // 1 G: gate activations
+      workspace(pool, 2, {T + 1, B, C}, opt),         // 2 Cs: cell states
+      workspace(pool, 3, {T, B, C}, opt),            // 3 TC: tanh(c_t)
+      workspace(pool, 4, {T, B, d.P}, opt),          // 4 XI: raw interface
+      workspace(pool, 5, {T, B, d.P}, opt),          // 5 ACT: interface after activation
+      workspace(pool, 6, {T + 1, B, N, W}, opt),     // 6 Mem: M_0 .. M_T
+      workspace(pool, 7, {T + 1, B, N}, opt),        // 7 MN: |M_t(i)|
+      workspace(pool, 8, {T + 1, B, N}, opt),        // 8 U: usage u_0 .. u_T
+      workspace(pool, 9, {T, B, N}, opt),            // 9 PSI: retention
+      workspace(pool, 10, {T, B, N}, opt),            // 10 KW: write-key cosine
+      workspace(pool, 11, {T, B, N}, opt),            // 11 CW: write content weights
+      workspace(pool, 12, {T, B}, opt),               // 12 KWN: |write key|
+      workspace(pool, 13, {T, B, N}, opt),            // 13 SU: sorted usage (eps-mapped)
+      workspace(pool, 14, {T, B, N}, opt),            // 14 PP: exclusive cumulative products of SU
+      workspace(pool, 15, {T, B, N}, opt),            // 15 A: allocation weights
+      workspace(pool, 16, {T + 1, B, N}, opt),        // 16 WW: write weights
+      workspace(pool, 17, {T + 1, B, N, N}, opt),     // 17 L: link matrices
+      workspace(pool, 18, {T + 1, B, N}, opt),        // 18 PR: precedence
+      workspace(pool, 19, {T, B, R, N}, opt),         // 19 F: forward weights
+      workspace(pool, 20, {T, B, R, N}, opt),         // 20 BW: backward weights
+      workspace(pool, 21, {T, B, R, N}, opt),         // 21 KR: read-key cosines
+      workspace(pool, 22, {T, B, R, N}, opt),         // 22 CR: read content weights
+      workspace(pool, 23, {T, B, R}, opt),            // 23 KRN: |read keys|
+      workspace(pool, 24, {T + 1, B, R, N}, opt),     // 24 WR: read weights
+      workspace(pool, 25, {T, B, HR_}, opt),          // 25 HR: output layer input [h_t, r_t]
+      workspace(pool, 26, {T, B, N}, opt.dtype(at::kLong)),  // 26 ORDER: slots by ascending usage
+  };
+  // Everything starts at zero, as dnc.py's initial_state: index 0 of the [T + 1] buffers.
+  for (int k : {2, 6, 8, 16, 17, 18, 24}) t[k][0].zero_();
+  t[0][0].zero_();
+  for (int64_t s = 0; s < T; ++s) t[0][s].narrow(1, 0, d.I).copy_(xs[s]);
+  const Saved v = pointers(t);
+  auto gates = at::empty({B, 4 * C}, opt);
+  auto HR = t[25], XI = t[4], Z = t[0];
+
+  for (int64_t s = 0; s < T; ++s) {
+    controller_forward_step(s, C, Z, Wc, bc, Wi, bi, gates, t[1], t[2], t[3], HR, XI);
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t sb = s * B + b, nb = sb + B;  // this step's and the next state's (t + 1) index
+        float* a = v.act + sb * d.P;
+        activate(d, v.xi + sb * d.P, a);
+        const float *Mp = v.mem + sb * N * W, *wrp = v.wr + sb * R * N, *wwp = v.ww + sb * N, *up = v.u + sb * N;
+        float *M = v.mem + nb * N * W, *wr = v.wr + nb * R * N, *ww = v.ww + nb * N, *u = v.u + nb * N;
+        // Retention and usage (write weights not differentiated, as DeepMind's).
+        float* psi = v.psi + sb * N;
+        for (int64_t i = 0; i < N; ++i) {
+          float keep = 1.f;
+          for (int64_t r = 0; r < R; ++r) keep *= 1.f - a[d.o_free + r] * wrp[r * N + i];
+          psi[i] = keep;
+          u[i] = (up[i] + wwp[i] - up[i] * wwp[i]) * keep;
+        }
+        // Write content lookup on M_{t-1}; its norms go to MN[t].
+        float *kw = v.kw + sb * N, *cw = v.cw + sb * N, *mnp = v.mn + sb * N;
+#define PRODUCTS_W(NB) norms_and_products<NB>(N, W, Mp, 1, a + d.o_wkey, W, mnp, kw, N)
+        BY_BLOCKS(W, PRODUCTS_W)
+#undef PRODUCTS_W
+        v.kwn[sb] = content_weights(a + d.o_wkey, W, a[d.o_wstr], mnp, N, kw, cw);
+        // Allocation: slots by ascending usage (stable), a[phi_j] = (1 - s_j) prod_{i<j} s_i.
+        int64_t* order = v.order + sb * N;
+        float *su = v.su + sb * N, *pp = v.pp + sb * N, *alloc = v.alloc + sb * N;
+        for (int64_t i = 0; i < N; ++i) { order[i] = i; su[i] = EPS + (1.f - EPS) * u[i]; }
+        std::stable_sort(order, order + N, [&](int64_t i, int64_t j) { return su[i] < su[j]; });
+        for (int64_t j = 0; j < N; ++j) pp[j] = su[order[j]];
+        std::copy(pp, pp + N, su);  // su: sorted
+        float prod = 1.f;
+        for (int64_t j = 0; j < N; ++j) {
+          pp[j] = prod;
+          alloc[order[j]] = (1.f - su[j]) * prod;
+          prod *= su[j];
+        }
+        // Write weighting and the write.
+        const float ga = a[d.o_ag], gw = a[d.o_wg];
+        float wsum = 0.f;
+        for (int64_t i = 0; i < N; ++i) { ww[i] = gw * (ga * alloc[i] + (1.f - ga) * cw[i]); wsum += ww[i]; }
+        const float *e = a + d.o_erase, *wv = a + d.o_wvec;
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < W; ++j) M[i * W + j] = Mp[i * W + j] + ww[i] * (wv[j] - Mp[i * W + j] * e[j]);
+        // Link matrix and precedence.
+        const float *Lp = v.link + sb * N * N, *pprev = v.prec + sb * N;
+        float *L = v.link + nb * N * N, *p = v.prec + nb * N;
+        for (int64_t i = 0; i < N; ++i) {
+          for (int64_t j = 0; j < N; ++j) L[i * N + j] = (1.f - ww[i] - ww[j]) * Lp[i * N + j] + ww[i] * pprev[j];
+          L[i * N + i] = 0.f;
+        }
+        for (int64_t i = 0; i < N; ++i) p[i] = (1.f - wsum) * pprev[i] + ww[i];
+        // Forward f = L wr_{t-1} and backward b = L^T wr_{t-1} weights.
+        float *fw = v.fw + sb * R * N, *bw = v.bw + sb * R * N;
+        std::fill(bw, bw + R * N, 0.f);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t i = 0; i < N; ++i) {
+            fw[r * N + i] = dot(L + i * N, wrp + r * N, N);
+            axpy(wrp[r * N + i], L + i * N, bw + r * N, N);
+          }
+        // Read content lookups on M_t (norms of M_t into MN[t + 1]), read modes, reads.
+        float *kr = v.kr + sb * R * N, *cr = v.cr + sb * R * N;
+#define PRODUCTS_R(NB) norms_and_products<NB>(N, W, M, R, a + d.o_rkey, W, v.mn + nb * N, kr, N)
+        BY_BLOCKS(W, PRODUCTS_R)
+#undef PRODUCTS_R
+        for (int64_t r = 0; r < R; ++r) {
+          v.krn[sb * R + r] = content_weights(a + d.o_rkey + r * W, W, a[d.o_rstr + r], v.mn + nb * N, N, kr + r * N, cr + r * N);
+          const float* pi = a + d.o_modes + 3 * r;
+          for (int64_t i = 0; i < N; ++i) wr[r * N + i] = pi[0] * bw[r * N + i] + pi[1] * cr[r * N + i] + pi[2] * fw[r * N + i];
+        }
+        float* rd = v.hr + sb * HR_ + C;
+#define READ(NB) read_rows<NB>(N, W, M, R, wr, rd)
+        BY_BLOCKS(W, READ)
+#undef READ
+        if (s + 1 < T) {  // the next step's controller input: [x, r_t, h_t]
+          float* zn = v.z + nb * d.Z;
+          std::copy(rd, rd + RW, zn + d.I);
+          std::copy(v.hr + sb * HR_, v.hr + sb * HR_ + C, zn + d.I + RW);
+        }
+      }
+    });
+  }
+  auto [YP, y] = outputs(HR, Wo, bo, d.clip);
+  t.push_back(YP);
+  t.insert(t.begin(), y);
+  return t;
+}
+
+// Gradients of a sequence's loss given dL/dy: {dWc, dbc, dWi, dbi, dWo, dbo}.
+std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, at::Tensor Wc, at::Tensor Wi, at::Tensor Wo,
+                                     int64_t I, int64_t R, double clip) {
+  auto Z = t[0], XI = t[4], HR = t[25], YP = t[27];
+  const int64_t T = Z.size(0), B = Z.size(1), C = t[2].size(2), N = t[6].size(2), W = t[6].size(3);
+  const Dims d = dims(B, T, I, C, N, W, R, Wo.size(0), clip);
+  const int64_t RW = R * W, HR_ = C + RW;
+  auto opt = Z.options();
+  const Saved v = pointers(t);
+
+  const auto out = outputs_backward(dy, YP, HR, Wo, d.clip);
+  const float* dhr = out[0].data_ptr<float>();
+  auto dXI = at::empty({T, B, d.P}, opt), dGP = at::empty({T, B, 4 * C}, opt);
+  auto dh = at::empty({B, C}, opt), dZ = at::empty({B, d.Z}, opt);
+  // Carried backwards, each dL/d(this state's value): step t+1's part on entry to step t.
+  auto dc = at::zeros({B, C}, opt), dh_next = at::zeros({B, C}, opt), dr = at::zeros({B, RW}, opt);
+  auto dM = at::zeros({B, N, W}, opt), dL = at::zeros({B, N, N}, opt), dp = at::zeros({B, N}, opt), du = at::zeros({B, N}, opt);
+  auto dwr = at::zeros({2, B, R, N}, opt);  // this step's read weights, the previous step's
+  auto scratch = at::empty({B, 3 * R + 6, N}, opt);
+  float *dxi = dXI.data_ptr<float>(), *drp = dr.data_ptr<float>(), *dMp = dM.data_ptr<float>(), *dLp = dL.data_ptr<float>(), *dpp = dp.data_ptr<float>(),
+        *dup = du.data_ptr<float>(), *dwrp = dwr.data_ptr<float>(), *sc = scratch.data_ptr<float>();
+
+  for (int64_t s = T - 1; s >= 0; --s) {
+    float* dwr_now = dwrp + (s % 2) * B * R * N;
+    float* dwr_before = dwrp + ((s + 1) % 2) * B * R * N;
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t sb = s * B + b, nb = sb + B;
+        const float* a = v.act + sb * d.P;
+        float* da = dxi + sb * d.P;
+        std::fill(da, da + d.P, 0.f);
+        const float *Mp = v.mem + sb * N * W, *M = v.mem + nb * N * W, *wrp = v.wr + sb * R * N, *wr = v.wr + nb * R * N;
+        const float *ww = v.ww + nb * N, *wwp = v.ww + sb * N, *Lp = v.link + sb * N * N, *L = v.link + nb * N * N;
+        const float *pprev = v.prec + sb * N, *up = v.u + sb * N, *psi = v.psi + sb * N;
+        float *gM = dMp + b * N * W, *gL = dLp + b * N * N, *gp_ = dpp + b * N, *gu = dup + b * N;
+        float *gwr = dwr_now + b * R * N, *gwr_prev = dwr_before + b * R * N, *gr = drp + b * RW;
+        std::fill(gwr_prev, gwr_prev + R * N, 0.f);
+        float* S = sc + b * (3 * R + 6) * N;
+        float *gb = S, *gcr = S + R * N, *gf = S + 2 * R * N, *fm = S + 3 * R * N, *gww = fm + N, *gpl = gww + N,
+              *galloc = gpl + N, *gcw = galloc + N, *fm2 = gcw + N;
+        // Reads r = wr M_t: the output layer's and step t+1's gradient of r.
+        for (int64_t q = 0; q < RW; ++q) gr[q] += dhr[sb * HR_ + C + q];
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t r = 0; r < R; ++r) {
+            gwr[r * N + i] += dot(gr + r * W, M + i * W, W);
+            axpy(wr[r * N + i], gr + r * W, gM + i * W, W);
+          }
+        // Read modes wr = pi0 b + pi1 c + pi2 f, then the read content lookups on M_t.
+        std::fill(fm, fm + N, 0.f);
+        for (int64_t r = 0; r < R; ++r) {
+          const float* pi = a + d.o_modes + 3 * r;
+          const float* g = gwr + r * N;
+          float* dpi = da + d.o_modes + 3 * r;
+          dpi[0] = dot(g, v.bw + (sb * R + r) * N, N);
+          dpi[1] = dot(g, v.cr + (sb * R + r) * N, N);
+          dpi[2] = dot(g, v.fw + (sb * R + r) * N, N);
+          softmax_backward(pi, dpi, 3);
+          for (int64_t i = 0; i < N; ++i) { gb[r * N + i] = pi[0] * g[i]; gcr[r * N + i] = pi[1] * g[i]; gf[r * N + i] = pi[2] * g[i]; }
+          da[d.o_rstr + r] = content_backward(a + d.o_rkey + r * W, W, a[d.o_rstr + r], v.krn[sb * R + r], v.mn + nb * N, N,
+                                              v.kr + (sb * R + r) * N, v.cr + (sb * R + r) * N, gcr + r * N, fm, da + d.o_rkey + r * W);
+        }
+#define CONTENT_R(NB) content_rows_backward<NB>(N, W, M, R, a + d.o_rkey, W, da + d.o_rkey, W, gcr, N, fm, gM)
+        BY_BLOCKS(W, CONTENT_R)
+#undef CONTENT_R
+        // Directional weights f = L wr_{t-1}, b = L^T wr_{t-1}; then the link update, whose
+        // output diagonal is zero (no gradient there).
+        std::fill(gww, gww + N, 0.f);
+        std::fill(gpl, gpl + N, 0.f);
+        for (int64_t i = 0; i < N; ++i) {
+          float* gLi = gL + i * N;
+          for (int64_t r = 0; r < R; ++r) {
+            axpy(gf[r * N + i], wrp + r * N, gLi, N);
+            axpy(wrp[r * N + i], gb + r * N, gLi, N);
+            gwr_prev[r * N + i] += dot(L + i * N, gb + r * N, N);
+            axpy(gf[r * N + i], L + i * N, gwr_prev + r * N, N);
+          }
+          gLi[i] = 0.f;
+          const float* Lpi = Lp + i * N;
+          const Vec wi(ww[i]);
+          Vec gwi(0.f);
+          blocks(N, [&](int64_t j, int64_t n) {
+            const Vec g = Vec::loadu(gLi + j, n), lp = Vec::loadu(Lpi + j, n);
+            gwi = at::vec::fmadd(g, Vec::loadu(pprev + j, n) - lp, gwi);
+            (Vec::loadu(gww + j, n) - g * lp).store(gww + j, n);
+            at::vec::fmadd(g, wi, Vec::loadu(gpl + j, n)).store(gpl + j, n);
+            (g * (Vec(1.f) - wi - Vec::loadu(ww + j, n))).store(gLi + j, n);
+          });
+          gww[i] += sum(gwi);
+        }
+        // Precedence p_t = (1 - sum ww) p_{t-1} + ww.
+        float wsum = 0.f;
+        for (int64_t i = 0; i < N; ++i) wsum += ww[i];
+        const float dpp_dot = dot(gp_, pprev, N);
+        for (int64_t i = 0; i < N; ++i) {
+          gww[i] += gp_[i] - dpp_dot;
+          gp_[i] = gp_[i] * (1.f - wsum) + gpl[i];  // becomes dL/dp_{t-1}
+        }
+        // The write M_t = M_{t-1} + ww (v - M_{t-1} e).
+        const float *e = a + d.o_erase, *wv = a + d.o_wvec;
+        float *de = da + d.o_erase, *dv = da + d.o_wvec;
+        for (int64_t i = 0; i < N; ++i) {
+          const Vec wi(ww[i]);
+          Vec gwi(0.f);
+          blocks(W, [&](int64_t j, int64_t n) {
+            const Vec g = Vec::loadu(gM + i * W + j, n), m = Vec::loadu(Mp + i * W + j, n), ev = Vec::loadu(e + j, n);
+            gwi = at::vec::fmadd(g, Vec::loadu(wv + j, n) - m * ev, gwi);
+            (Vec::loadu(de + j, n) - g * m * wi).store(de + j, n);
+            at::vec::fmadd(g, wi, Vec::loadu(dv + j, n)).store(dv + j, n);
+            (g * (Vec(1.f) - wi * ev)).store(gM + i * W + j, n);
+          });
+          gww[i] += sum(gwi);
+        }
+        // Write weighting ww = gw (ga a + (1 - ga) c^w).
+        const float ga = a[d.o_ag], gw = a[d.o_wg];
+        const float *alloc = v.alloc + sb * N, *cw = v.cw + sb * N;
+        float dga = 0.f, dgw = 0.f;
+        for (int64_t i = 0; i < N; ++i) {
+          dgw += gww[i] * (ga * alloc[i] + (1.f - ga) * cw[i]);
+          dga += gw * gww[i] * (alloc[i] - cw[i]);
+          galloc[i] = gw * ga * gww[i];
+          gcw[i] = gw * (1.f - ga) * gww[i];
+        }
+        da[d.o_ag] = dga;
+        da[d.o_wg] = dgw;
+        // Write content lookup on M_{t-1}.
+        std::fill(fm2, fm2 + N, 0.f);
+        da[d.o_wstr] = content_backward(a + d.o_wkey, W, a[d.o_wstr], v.kwn[sb], v.mn + sb * N, N, v.kw + sb * N, cw, gcw, fm2,
+                                        da + d.o_wkey);
+#define CONTENT_W(NB) content_rows_backward<NB>(N, W, Mp, 1, a + d.o_wkey, W, da + d.o_wkey, W, gcw, N, fm2, gM)
+        BY_BLOCKS(W, CONTENT_W)
+#undef CONTENT_W
+        // Allocation, with the sort order fixed: s sorted usage, P its exclusive products.
+        const int64_t* order = v.order + sb * N;
+        const float *su = v.su + sb * N, *pp = v.pp + sb * N;
+        float later = 0.f;  // sum over k > j of dL/da_k (1 - s_k) P_k
+        for (int64_t j = N - 1; j >= 0; --j) {
+          const float ga_j = galloc[order[j]];
+          gu[order[j]] += (1.f - EPS) * (-ga_j * pp[j] + later / su[j]);
+          later += ga_j * (1.f - su[j]) * pp[j];
+        }
+        // Usage u_t = (u_{t-1} + ww_{t-1} - u_{t-1} ww_{t-1}) psi, then the retention psi.
+        float* dpsi = fm2;  // reused
+        for (int64_t i = 0; i < N; ++i) {
+          dpsi[i] = gu[i] * (up[i] + wwp[i] - up[i] * wwp[i]);
+          gu[i] = gu[i] * psi[i] * (1.f - wwp[i]);  // becomes dL/du_{t-1}
+        }
+        for (int64_t r = 0; r < R; ++r) {
+          const float fr = a[d.o_free + r];
+          float dfr = 0.f;
+          for (int64_t i = 0; i < N; ++i) {
+            float others = 1.f;
+            for (int64_t q = 0; q < R; ++q)
+              if (q != r) others *= 1.f - a[d.o_free + q] * wrp[q * N + i];
+            dfr -= dpsi[i] * wrp[r * N + i] * others;
+            gwr_prev[r * N + i] -= dpsi[i] * fr * others;
+          }
+          da[d.o_free + r] = dfr;
+        }
+        // Activations and the clip, back to the raw interface vector.
+        const float* raw = v.xi + sb * d.P;
+        for (int64_t r = 0; r < R; ++r) {
+          da[d.o_rstr + r] *= softplus_grad(clipped(raw[d.o_rstr + r], d.clip));
+          da[d.o_free + r] *= a[d.o_free + r] * (1.f - a[d.o_free + r]);
+        }
+        da[d.o_wstr] *= softplus_grad(clipped(raw[d.o_wstr], d.clip));
+        for (int64_t j = 0; j < W; ++j) de[j] *= e[j] * (1.f - e[j]);
+        da[d.o_ag] *= ga * (1.f - ga);
+        da[d.o_wg] *= gw * (1.f - gw);
+        for (int64_t q = 0; q < d.P; ++q)
+          if (!passes(raw[q], d.clip)) da[q] = 0.f;
+      }
+    });
+    controller_backward_step(s, I, C, out[0], dXI, Wi, Wc, t[1], t[2], t[3], dh, dc, dGP, dZ, dr, dh_next);
+  }
+  auto w = controller_weight_grads(dGP, Z, dXI, HR, C);
+  return {w[0], w[1], w[2], w[3], out[1], out[2]};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("forward", &dnc_forward, "DNC sequence forward (memrepro)");
+  m.def("backward", &dnc_backward, "DNC sequence backward (memrepro)");
+}

@@ -1,0 +1,62 @@
+"""The DNC's training sequence as one native call forward and one backward (``compile=true`` on CPU).
+
+`dnc_native.cpp` runs a whole sequence of `memrepro.models.dnc.DNC` with a one-layer LSTM
+controller from its (all-zero) initial state: the same equations (Methods) with the backward
+pass derived by hand (docs/models/dnc.md, "Native kernel") and checked against autograd on the
+Python model (tests/test_native_kernels.py). Built at first use by `memrepro.models.native`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from memrepro.models.native import build
+
+MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
+
+
+def extension():
+    return build("dnc_native")
+
+
+class DNCSequence(torch.autograd.Function):
+    """y = DNC(x) over a whole sequence from the zero initial state; gradients to the weights."""
+
+    @staticmethod
+    def forward(ctx, x, Wc, bc, Wi, bi, Wo, bo, sizes: tuple, clip: float):
+        y, *saved = extension().forward(x, Wc, bc, Wi, bi, Wo, bo, *sizes, clip)
+        ctx.buffers = saved
+        ctx.save_for_backward(Wc, Wi, Wo)
+        ctx.sizes = (x.shape[-1], sizes[-1], clip)
+        return y, saved
+
+    @staticmethod
+    def backward(ctx, dy, *_):
+        grads = extension().backward(dy.contiguous(), ctx.buffers, *ctx.saved_tensors, *ctx.sizes)
+        ctx.buffers = None
+        return (None, *grads, None, None)
+
+
+def applies(model) -> bool:
+    """Whether `model` (a DNC) is one the native sequence computes: a one-layer LSTM controller,
+    memory rows of at most 64 floats, float32 on CPU."""
+    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
+            and model.output.weight.device.type == "cpu" and model.output.weight.dtype == torch.float32)
+
+
+def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False):
+    """`SequenceModel.run_steps` for training: the native sequence when gradients are on and the
+    sequence starts from the initial state; the eager loop otherwise."""
+    if keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32:
+        return eager_run(x, state, keep_states)
+    from memrepro.models.dnc import DNCState
+
+    cell = model.controller.layers[0]
+    sizes = (model.controller.hidden_size, model.slots, model.width, model.read_heads)
+    y, saved = DNCSequence.apply(x.contiguous(), cell.weight, cell.bias, model.interface.weight, model.interface.bias,
+                                 model.output.weight, model.output.bias, sizes, model.clip_value or 0.0)
+    T, B, C, R, W = x.shape[1], x.shape[0], sizes[0], model.read_heads, model.width
+    last = [saved[k][T].clone() for k in (2, 6, 24, 16, 8, 17, 18)]  # copies: the buffers are reused once released
+    hr = saved[25][T - 1].clone()
+    (c, memory, read_weights, write_weights, usage, link, precedence) = last
+    return y, [], DNCState(((hr[:, :C], c),), memory, hr[:, C:].reshape(B, R, W), read_weights, write_weights, usage, link, precedence)

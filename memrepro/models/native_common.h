@@ -1,0 +1,274 @@
+// Shared pieces of the native sequence kernels (ntm_native.cpp, dnc_native.cpp): SIMD helpers on
+// ATen's Vectorized<float> (masked tails, Sleef exp/log/tanh), the LSTM cell and the content
+// lookup (NTM eqs. 5-6, DNC's C(M, k, beta)), forward and backward.
+#pragma once
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace memrepro_native {
+
+using Vec = at::vec::Vectorized<float>;
+constexpr float EPS = 1e-6f;   // memory.EPS: floor of the cosine's denominator
+constexpr float TINY = 1e-30f; // memory.TINY: sharpening's log floor
+
+// f(offset, count) over [0, n) in SIMD-wide blocks; the last block is a masked partial one.
+template <typename F>
+C10_ALWAYS_INLINE void blocks(int64_t n, const F& f) {
+  for (int64_t i = 0; i < n; i += Vec::size()) f(i, std::min<int64_t>(Vec::size(), n - i));
+}
+
+inline Vec vsigmoid(const Vec& x) { return Vec(1.f) / (Vec(1.f) + x.neg().exp()); }
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+// F.softplus(x) with its default threshold 20: x itself above it.
+inline float softplus(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
+inline float softplus_grad(float x) { return x > 20.f ? 1.f : sigmoid(x); }
+inline float clipped(float x, float c) { return c > 0.f ? std::min(std::max(x, -c), c) : x; }
+inline bool passes(float x, float c) { return c <= 0.f || (x >= -c && x <= c); }  // clamp's gradient mask
+
+C10_ALWAYS_INLINE float sum(const Vec& v) { return at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, v); }
+
+C10_ALWAYS_INLINE float dot(const float* a, const float* b, int64_t n) {
+  Vec acc(0.f);
+  blocks(n, [&](int64_t i, int64_t c) { acc = at::vec::fmadd(Vec::loadu(a + i, c), Vec::loadu(b + i, c), acc); });
+  return sum(acc);
+}
+
+// y += alpha x
+C10_ALWAYS_INLINE void axpy(float alpha, const float* x, float* y, int64_t n) {
+  blocks(n, [&](int64_t i, int64_t c) { at::vec::fmadd(Vec(alpha), Vec::loadu(x + i, c), Vec::loadu(y + i, c)).store(y + i, c); });
+}
+
+inline void softmax(float* v, int64_t n) {
+  const float m = at::vec::reduce_all<float>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, v, n);
+  at::vec::map([m](Vec x) { return (x - Vec(m)).exp(); }, v, v, n);
+  const float s = at::vec::reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, v, n);
+  at::vec::map([s](Vec x) { return x / Vec(s); }, v, v, n);
+}
+
+// dz = y * (dy - <y, dy>), the softmax's backward, written into dy.
+inline void softmax_backward(const float* y, float* dy, int64_t n) {
+  const float d = dot(y, dy, n);
+  at::vec::map2([d](Vec yv, Vec g) { return yv * (g - Vec(d)); }, dy, y, dy, n);
+}
+
+// Rows of W floats held in NB SIMD registers (NB = ceil(W / lanes), a compile-time constant so
+// that the per-row passes keep their accumulators in registers; the last block is masked).
+constexpr int MAX_BLOCKS = 8;
+template <int NB>
+C10_ALWAYS_INLINE void load_row(Vec* v, const float* p, int64_t W) {
+  for (int k = 0; k < NB; ++k) v[k] = Vec::loadu(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
+}
+template <int NB>
+C10_ALWAYS_INLINE void store_row(const Vec* v, float* p, int64_t W) {
+  for (int k = 0; k < NB; ++k) v[k].store(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
+}
+template <int NB>
+C10_ALWAYS_INLINE float sum_row(const Vec* v) {
+  Vec s = v[0];
+  for (int k = 1; k < NB; ++k) s = s + v[k];
+  return sum(s);
+}
+#define BY_BLOCKS(W, CALL)                                                                       \
+  switch ((W + Vec::size() - 1) / Vec::size()) {                                                 \
+    case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; case 4: CALL(4); break; \
+    case 5: CALL(5); break; case 6: CALL(6); break; case 7: CALL(7); break; default: CALL(8);     \
+  }
+
+// A buffer of the given shape from `pool`: a view of the slot's flat tensor when nothing else
+// holds that any more and it is large enough (sequences differ in length from batch to batch).
+// A DNC's buffers are ~100 MB at batch 32: allocated afresh, every page would be mapped and
+// faulted in again at each update (a quarter of the kernel's time, measured).
+inline at::Tensor workspace(std::vector<at::Tensor>& pool, size_t slot, at::IntArrayRef sizes, const at::TensorOptions& opt) {
+  if (pool.size() <= slot) pool.resize(slot + 1);
+  at::Tensor& flat = pool[slot];
+  const int64_t numel = c10::multiply_integers(sizes);
+  if (!(flat.defined() && flat.storage().use_count() == 1 && flat.numel() >= numel && flat.dtype() == opt.dtype()))
+    flat = at::empty({numel}, opt);
+  return flat.narrow(0, 0, numel).view(sizes);
+}
+
+// --- LSTM cell (controller.LSTMCell: gates i, f, o sigmoid, g tanh; c = f c + i g; h = o tanh c) ---
+inline void lstm_forward_row(int64_t C, const float* gp, const float* cprev, float* G, float* c, float* tc, float* h) {
+  blocks(C, [&](int64_t j, int64_t n) {
+    const Vec i_ = vsigmoid(Vec::loadu(gp + j, n)), f_ = vsigmoid(Vec::loadu(gp + C + j, n)),
+              o_ = vsigmoid(Vec::loadu(gp + 2 * C + j, n)), g_ = Vec::loadu(gp + 3 * C + j, n).tanh();
+    i_.store(G + j, n); f_.store(G + C + j, n); o_.store(G + 2 * C + j, n); g_.store(G + 3 * C + j, n);
+    const Vec cn = f_ * Vec::loadu(cprev + j, n) + i_ * g_, tn = cn.tanh();
+    cn.store(c + j, n); tn.store(tc + j, n); (o_ * tn).store(h + j, n);
+  });
+}
+
+// dG = dL/d(gate pre-activations); dc holds dL/dc_t on entry and dL/dc_{t-1} on exit.
+inline void lstm_backward_row(int64_t C, const float* G, const float* cprev, const float* tc, const float* dh, float* dc, float* dG) {
+  blocks(C, [&](int64_t j, int64_t n) {
+    const Vec i_ = Vec::loadu(G + j, n), f_ = Vec::loadu(G + C + j, n), o_ = Vec::loadu(G + 2 * C + j, n),
+              g_ = Vec::loadu(G + 3 * C + j, n), tn = Vec::loadu(tc + j, n), dhv = Vec::loadu(dh + j, n), one(1.f);
+    const Vec dcn = Vec::loadu(dc + j, n) + dhv * o_ * (one - tn * tn);
+    (dcn * g_ * i_ * (one - i_)).store(dG + j, n);
+    (dcn * Vec::loadu(cprev + j, n) * f_ * (one - f_)).store(dG + C + j, n);
+    (dhv * tn * o_ * (one - o_)).store(dG + 2 * C + j, n);
+    (dcn * i_ * (one - g_ * g_)).store(dG + 3 * C + j, n);
+    (dcn * f_).store(dc + j, n);
+  });
+}
+
+// --- the controller and output layer around the memory (identical for NTM and DNC) -------------
+// Step t of the controller, forward: gates = [x, r_{t-1}, h_{t-1}] Wc^T + bc (Z[t]), the LSTM
+// cell (h_t into the first C columns of HR[t]), then the raw interface XI[t] = h_t Wi^T + bi.
+inline void controller_forward_step(int64_t t, int64_t C, const at::Tensor& Z, const at::Tensor& Wc, const at::Tensor& bc,
+                                    const at::Tensor& Wi, const at::Tensor& bi, at::Tensor& gates, const at::Tensor& G,
+                                    const at::Tensor& Cs, const at::Tensor& TC, const at::Tensor& HR, const at::Tensor& XI) {
+  const int64_t B = Z.size(1), HRW = HR.size(2);
+  at::addmm_out(gates, bc, Z[t], Wc.t());
+  const float* gp = gates.data_ptr<float>();
+  float *g = G.data_ptr<float>(), *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>(), *hr = HR.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t tb = t * B + b;
+    lstm_forward_row(C, gp + b * 4 * C, cs + tb * C, g + tb * 4 * C, cs + (tb + B) * C, tc + tb * C, hr + tb * HRW);
+  }
+  auto xi = XI[t];
+  at::addmm_out(xi, bi, HR[t].narrow(1, 0, C), Wi.t());
+}
+
+// Outputs for all steps at once (nothing recurrent depends on them): YP = HR Wo^T + bo before
+// the clip, and y [B, T, O] after it.
+inline std::pair<at::Tensor, at::Tensor> outputs(const at::Tensor& HR, const at::Tensor& Wo, const at::Tensor& bo, float clip) {
+  const int64_t T = HR.size(0), B = HR.size(1);
+  auto YP = at::addmm(bo, HR.view({T * B, HR.size(2)}), Wo.t()).view({T, B, Wo.size(0)});
+  return {YP, (clip > 0 ? YP.clamp(-clip, clip) : YP).transpose(0, 1).contiguous()};
+}
+
+// The output layer's backward for all steps: {dHR, dWo, dbo}.
+inline std::vector<at::Tensor> outputs_backward(const at::Tensor& dy, const at::Tensor& YP, const at::Tensor& HR, const at::Tensor& Wo,
+                                                float clip) {
+  const int64_t T = HR.size(0), B = HR.size(1), O = Wo.size(0);
+  auto dYP = dy.transpose(0, 1).contiguous();
+  if (clip > 0) dYP.mul_(YP.ge(-clip).logical_and(YP.le(clip)));
+  return {at::mm(dYP.view({T * B, O}), Wo).view({T, B, HR.size(2)}), at::mm(dYP.view({T * B, O}).t(), HR.view({T * B, HR.size(2)})),
+          dYP.sum({0, 1})};
+}
+
+// Step t of the controller, backward, once the interface gradient dXI[t] is known: dh_t from the
+// output layer, step t+1's input and the interface; the LSTM cell (dc carried); then the input
+// gradient, whose columns give dL/dr_{t-1} (into dr) and dL/dh_{t-1} (into dh_next).
+inline void controller_backward_step(int64_t t, int64_t I, int64_t C, const at::Tensor& dHR, const at::Tensor& dXI, const at::Tensor& Wi,
+                                     const at::Tensor& Wc, const at::Tensor& G, const at::Tensor& Cs, const at::Tensor& TC, at::Tensor& dh,
+                                     at::Tensor& dc, const at::Tensor& dGP, at::Tensor& dZ, at::Tensor& dr, at::Tensor& dh_next) {
+  const int64_t B = dh.size(0), RW = dr.size(1);
+  at::add_out(dh, dHR[t].narrow(1, 0, C), dh_next);
+  dh.addmm_(dXI[t], Wi);
+  const float *g = G.data_ptr<float>(), *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>(), *dhp = dh.data_ptr<float>();
+  float *dcp = dc.data_ptr<float>(), *dgp = dGP.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t tb = t * B + b;
+    lstm_backward_row(C, g + tb * 4 * C, cs + tb * C, tc + tb * C, dhp + b * C, dcp + b * C, dgp + tb * 4 * C);
+  }
+  at::mm_out(dZ, dGP[t], Wc);
+  dr.copy_(dZ.narrow(1, I, RW));
+  dh_next.copy_(dZ.narrow(1, I + RW, C));
+}
+
+// The controller's weight gradients, one product each over the whole sequence: {dWc, dbc, dWi, dbi}.
+inline std::vector<at::Tensor> controller_weight_grads(const at::Tensor& dGP, const at::Tensor& Z, const at::Tensor& dXI, const at::Tensor& HR,
+                                                       int64_t C) {
+  const int64_t TB = Z.size(0) * Z.size(1);
+  return {at::mm(dGP.view({TB, dGP.size(2)}).t(), Z.view({TB, Z.size(2)})), dGP.sum({0, 1}),
+          at::mm(dXI.view({TB, dXI.size(2)}).t(), HR.view({TB, HR.size(2)}).narrow(1, 0, C)), dXI.sum({0, 1})};
+}
+
+// --- content lookup: K(i) = k . M(i) / max(|k| |M(i)|, eps), w = softmax(beta K) ---------------
+
+// One pass over the rows of M: the norms |M(i)| and H keys' products k_h . M(i) (into K[h][i]).
+template <int NB>
+void norms_and_products(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* mnorm,
+                        float* K, int64_t K_stride) {
+  Vec m[NB], key[NB], acc[NB];
+  for (int64_t i = 0; i < N; ++i) {
+    load_row<NB>(m, M + i * W, W);
+    for (int k = 0; k < NB; ++k) acc[k] = m[k] * m[k];
+    mnorm[i] = std::sqrt(sum_row<NB>(acc));
+    for (int64_t h = 0; h < H; ++h) {
+      load_row<NB>(key, keys + h * key_stride, W);
+      for (int k = 0; k < NB; ++k) acc[k] = m[k] * key[k];
+      K[h * K_stride + i] = sum_row<NB>(acc);
+    }
+  }
+}
+
+// Given the products in K: K becomes the cosine, w the content weights; returns |key|.
+inline float content_weights(const float* key, int64_t W, float beta, const float* mnorm, int64_t N, float* K, float* w) {
+  const float kn = std::sqrt(dot(key, key, W));
+  at::vec::map2([kn](Vec dotv, Vec mnv) { return dotv / at::vec::maximum(Vec(kn) * mnv, Vec(EPS)); }, K, K, mnorm, N);
+  at::vec::map([beta](Vec x) { return x * Vec(beta); }, w, K, N);
+  softmax(w, N);
+  return kn;
+}
+
+// Backward of `content_weights` from dz = dL/dw: dz becomes ddot = dL/d(k . M(i)); fm[i] gains the
+// coefficient of M(i) in dL/dM(i) from |M(i)|; dkey gains the |k| term. Returns dL/dbeta.
+inline float content_backward(const float* key, int64_t W, float beta, float kn, const float* mnorm, int64_t N, const float* K,
+                              const float* w, float* dz, float* fm, float* dkey) {
+  softmax_backward(w, dz, N);  // dz = dL/d(beta K)
+  const float dbeta = dot(dz, K, N);
+  Vec dkn(0.f);
+  blocks(N, [&](int64_t i, int64_t n) {
+    const Vec dK = Vec(beta) * Vec::loadu(dz + i, n), mnv = Vec::loadu(mnorm + i, n), den = Vec(kn) * mnv;
+    const Vec D = at::vec::maximum(den, Vec(EPS));
+    (dK / D).store(dz + i, n);
+    // clamp_min passes the gradient where den >= eps; |M(i)| = 0 passes none to M(i)
+    const Vec dden = Vec::blendv(Vec(0.f), (Vec(0.f) - dK) * Vec::loadu(K + i, n) / D, den >= Vec(EPS));
+    dkn = at::vec::fmadd(dden, mnv, dkn);
+    const Vec f = Vec::blendv(Vec(0.f), dden * Vec(kn) / at::vec::maximum(mnv, Vec(TINY)), mnv > Vec(0.f));
+    (Vec::loadu(fm + i, n) + f).store(fm + i, n);
+  });
+  if (kn > 0.f) axpy(sum(dkn) / kn, key, dkey, W);
+  return dbeta;
+}
+
+// The rows' part of the content lookups' backward: dkey_h += sum_i ddot_h[i] M(i), and
+// dM(i) += sum_h ddot_h[i] k_h + fm[i] M(i).
+template <int NB>
+void content_rows_backward(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* dkeys,
+                           int64_t dkey_stride, const float* ddot, int64_t ddot_stride, const float* fm, float* dM) {
+  Vec m[NB], g[NB], key[NB], acc[NB];
+  for (int64_t h = 0; h < H; ++h) {
+    load_row<NB>(acc, dkeys + h * dkey_stride, W);
+    const float* dd = ddot + h * ddot_stride;
+    for (int64_t i = 0; i < N; ++i) {
+      load_row<NB>(m, M + i * W, W);
+      for (int k = 0; k < NB; ++k) acc[k] = at::vec::fmadd(Vec(dd[i]), m[k], acc[k]);
+    }
+    store_row<NB>(acc, dkeys + h * dkey_stride, W);
+  }
+  for (int64_t i = 0; i < N; ++i) {
+    load_row<NB>(m, M + i * W, W);
+    load_row<NB>(g, dM + i * W, W);
+    for (int k = 0; k < NB; ++k) g[k] = at::vec::fmadd(Vec(fm[i]), m[k], g[k]);
+    for (int64_t h = 0; h < H; ++h) {
+      load_row<NB>(key, keys + h * key_stride, W);
+      for (int k = 0; k < NB; ++k) g[k] = at::vec::fmadd(Vec(ddot[h * ddot_stride + i]), key[k], g[k]);
+    }
+    store_row<NB>(g, dM + i * W, W);
+  }
+}
+
+// Read vectors r_h = sum_i w_h(i) M(i), each accumulated in registers over the rows.
+template <int NB>
+void read_rows(int64_t N, int64_t W, const float* M, int64_t R, const float* w, float* reads) {
+  Vec m[NB], acc[NB];
+  for (int64_t h = 0; h < R; ++h) {
+    for (int k = 0; k < NB; ++k) acc[k] = Vec(0.f);
+    for (int64_t i = 0; i < N; ++i) {
+      load_row<NB>(m, M + i * W, W);
+      for (int k = 0; k < NB; ++k) acc[k] = at::vec::fmadd(Vec(w[h * N + i]), m[k], acc[k]);
+    }
+    store_row<NB>(acc, reads + h * W, W);
+  }
+}
+
+}  // namespace memrepro_native
