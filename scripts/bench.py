@@ -50,7 +50,7 @@ MODELS = {
 }
 REFERENCES = {"ntm": "ref_ntm", "dnc": "ref_dnc"}
 STEP_LOOP = ("ntm", "dnc")  # models whose forward loops over step: what --compile runs through TorchInductor
-NATIVE = ("ntm",)  # models with a native sequence kernel: what compile=true runs for them
+NATIVE = ("ntm", "dnc")  # models with a native sequence kernel: what compile=true runs for them
 PARALLEL_SEEDS = 5
 # NTM copy training as scripts/learn_memory.py runs it (batch 32, Adam 1e-3, gradient norm clipped
 # at 1), evaluated every 100 updates on 100 sequences of the training lengths.
