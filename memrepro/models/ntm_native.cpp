@@ -5,7 +5,7 @@
 // small models is ~100 tiny tensor operations, and the time goes to dispatching them, not to
 // arithmetic; here a step is four matrix products (MKL, through ATen) and plain loops. The
 // backward pass is derived by hand (docs/models/ntm.md, "Native kernel") and checked against
-// autograd on the Python model by tests/test_ntm_native.py.
+// autograd on the Python model by tests/test_native_kernels.py.
 //
 // Layout: time-major buffers [T, B, ...] so that one step is a contiguous block; memory rows
 // [N, W] row-major as in the Python model. Shapes: B batch, T steps, I inputs, C controller

@@ -3,7 +3,7 @@
 `ntm_native.cpp` runs a whole sequence of `memrepro.models.ntm.NTM` with a one-layer LSTM
 controller: the same equations (NTM eqs. 2-9) and activations, with the backward pass derived
 by hand (docs/models/ntm.md, "Native kernel") and checked against autograd on the Python model
-(tests/test_ntm_native.py). A step there is four matrix products and plain loops, where the
+(tests/test_native_kernels.py). A step there is four matrix products and plain loops, where the
 Python step is ~100 tensor operations whose dispatch, not their arithmetic, sets the speed of
 these small models on CPU (docs/benchmarks.md has the figures).
 
