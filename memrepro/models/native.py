@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 from pathlib import Path
 
 import torch
@@ -28,4 +29,17 @@ def build(stem: str):
     # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU.
     capability = torch.backends.cpu.get_cpu_capability()
     flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
-    return load(f"memrepro_{stem}_{capability.lower()}_{digest}", [str(source)], extra_cflags=flags, verbose=False)
+    name = f"memrepro_{stem}_{capability.lower()}_{digest}"
+    if not built(name):
+        print(f"memrepro: building the native {stem.split('_')[0].upper()} kernel (once, ~30 s)", file=sys.stderr, flush=True)
+    return load(name, [str(source)], extra_cflags=flags, verbose=False)
+
+
+def built(name: str) -> bool:
+    """Whether PyTorch's extension cache already holds ``name`` (then loading takes a moment)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory  # private: only a progress hint depends on it
+
+        return (Path(_get_build_directory(name, False)) / f"{name}.so").exists()
+    except Exception:
+        return False
