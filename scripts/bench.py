@@ -13,9 +13,10 @@ The sizes are issue 7's: copy task, length 20 (41 steps), LSTM controller of 100
 128 x 20, one read and one write head. Throughput is sequences per second of whole training
 updates (sample, forward, backward, clip, optimizer step), the median of ``--repeats`` timed
 repeats after a warm-up. Peak memory is the growth of the process's peak RSS while training.
-The NTM is also measured with its native sequence kernel (``ntm+native``: what compile=true
-runs for it; the extension builds in ~30 s the first time). Every measurement runs in a fresh subprocess, one at a time, so that models do not share
-allocator caches or threads and a slow reference cannot disturb ours.
+The NTM and the DNC are also measured with their native sequence kernels (``+native``: what
+compile=true runs for them; each builds in ~30 s the first time). Every measurement runs in a
+fresh subprocess, one at a time, so that models do not share allocator caches or threads and a
+slow reference cannot disturb ours.
 
 The reference checkouts (loudinthecloud/pytorch-ntm, ixaxaar/pytorch-dnc) are imported from
 the given folders, never copied here; each is driven the way its own copy-task training loop

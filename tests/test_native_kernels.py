@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from memrepro.models import dnc_native, ntm_native
+from memrepro.models import dnc_native, native, ntm_native
 from memrepro.models.dnc import DNC
 from memrepro.models.ntm import NTM
 from memrepro.results import io
@@ -72,11 +72,10 @@ def assert_matches_autograd(model, kernel, x):
 
 
 def test_the_kernel_serves_only_what_it_computes():
-    assert ntm_native.applies(small_ntm())
-    assert not ntm_native.applies(small_ntm(controller="gru"))
-    assert not ntm_native.applies(small_ntm(controller="lstm", controller_layers=2))
-    assert not ntm_native.applies(NTM(5, 4, controller_size=6, memory_slots=9, memory_width=65))
-    assert dnc_native.applies(small_dnc()) and not dnc_native.applies(small_dnc(controller="gru"))
+    assert native.applies(small_ntm()) and native.applies(small_dnc())
+    assert not native.applies(small_ntm(controller="gru")) and not native.applies(small_dnc(controller="gru"))
+    assert not native.applies(small_ntm(controller="lstm", controller_layers=2))
+    assert not native.applies(NTM(5, 4, controller_size=6, memory_slots=9, memory_width=65))
     model = small_ntm()
     compiled.compile_training_step(model)
     x = torch.randn(2, 4, 5)

@@ -20,7 +20,7 @@ struct Dims {
   float clip;  // <= 0: no clipping
   // Interface offsets (dnc.py: read keys | read strengths | write key | write strength | erase |
   // write vector | free gates | allocation gate | write gate | read modes).
-  int64_t o_rkey, o_rstr, o_wkey, o_wstr, o_erase, o_wvec, o_free, o_ag, o_wg, o_modes;
+  int64_t o_rkey = 0, o_rstr = 0, o_wkey = 0, o_wstr = 0, o_erase = 0, o_wvec = 0, o_free = 0, o_ag = 0, o_wg = 0, o_modes = 0;
 };
 
 Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t O, double clip) {

@@ -10,10 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from memrepro.models.native import build
-
-MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
-
+from memrepro.models.native import build, runs_eager
 
 def extension():
     return build("dnc_native")
@@ -37,17 +34,10 @@ class DNCSequence(torch.autograd.Function):
         return (None, *grads, None, None)
 
 
-def applies(model) -> bool:
-    """Whether `model` (a DNC) is one the native sequence computes: a one-layer LSTM controller,
-    memory rows of at most 64 floats, float32 on CPU."""
-    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
-            and model.output.weight.device.type == "cpu" and model.output.weight.dtype == torch.float32)
-
-
 def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False):
     """`SequenceModel.run_steps` for training: the native sequence when gradients are on and the
     sequence starts from the initial state; the eager loop otherwise."""
-    if keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32:
+    if runs_eager(x, state, keep_states):
         return eager_run(x, state, keep_states)
     from memrepro.models.dnc import DNCState
 

@@ -17,6 +17,21 @@ import torch
 
 HERE = Path(__file__).parent
 HEADER = HERE / "native_common.h"
+MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
+
+
+def applies(model) -> bool:
+    """Whether a kernel computes `model` (an NTM or a DNC): a one-layer LSTM controller, memory rows
+    of at most 64 floats, float32 on CPU."""
+    weight = model.output.weight
+    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
+            and weight.device.type == "cpu" and weight.dtype == torch.float32)
+
+
+def runs_eager(x, state, keep_states: bool) -> bool:
+    """Whether a `run_steps` call is one for the Python step loop: evaluation (no gradients),
+    per-step states (plots, forcing trainers), a carried state, or not float32."""
+    return keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32
 
 
 @functools.cache

@@ -33,7 +33,7 @@ struct Dims {
   int64_t B, T, I, C, N, W, R, H, Hw, S, O, P, Z;
   float clip;  // <= 0: no clipping
   // Interface offsets (ntm.py: keys | beta | gate | shift | gamma | erase | add).
-  int64_t o_key, o_beta, o_gate, o_shift, o_gamma, o_erase, o_add;
+  int64_t o_key = 0, o_beta = 0, o_gate = 0, o_shift = 0, o_gamma = 0, o_erase = 0, o_add = 0;
 };
 
 Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t H, int64_t S, int64_t O, double clip) {

@@ -15,10 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from memrepro.models.native import build
-
-MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
-
+from memrepro.models.native import build, runs_eager
 
 def extension():
     return build("ntm_native")
@@ -45,18 +42,11 @@ class NTMSequence(torch.autograd.Function):
         return (None, *grads, None, None, None)
 
 
-def applies(model) -> bool:
-    """Whether `model` (an NTM) is one the native sequence computes: a one-layer LSTM controller,
-    memory rows of at most 64 floats, float32 on CPU."""
-    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
-            and model.output.weight.device.type == "cpu" and model.output.weight.dtype == torch.float32)
-
-
 def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False):
     """`SequenceModel.run_steps` for training: the native sequence when gradients are on and the
     sequence starts from the model's initial state; the eager loop otherwise (evaluation,
     per-step states for plots and forcing, a carried state)."""
-    if keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32:
+    if runs_eager(x, state, keep_states):
         return eager_run(x, state, keep_states)
     from memrepro.models.ntm import NTMState
 

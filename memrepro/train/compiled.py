@@ -30,6 +30,7 @@ import torch
 
 from memrepro.errors import ConfigError
 from memrepro.models import dnc_native, ntm_native
+from memrepro.models.native import applies as native_scope
 from memrepro.models.base import SequenceModel
 from memrepro.models.dnc import DNC
 from memrepro.models.ntm import NTM
@@ -98,7 +99,7 @@ def use_native_kernel(model: SequenceModel) -> bool:
     """Route ``model``'s training sequences through its native kernel, if it has one that applies
     and the kernel builds; a failed build falls back to TorchInductor with a one-line warning."""
     kernel = next((k for cls, k in NATIVE_KERNELS.items() if type(model) is cls), None)
-    if kernel is None or not kernel.applies(model):
+    if kernel is None or not native_scope(model):
         return False
     try:
         kernel.extension()
