@@ -84,6 +84,8 @@ def test_the_kernel_serves_only_what_it_computes():
     y, states, _ = model.run_steps(x, keep_states=True)  # per-step states: the Python loop too
     assert len(states) == 4 and type(y.grad_fn).__name__ != "NTMSequenceBackward"
     assert type(model(x).grad_fn).__name__ == "NTMSequenceBackward"
+    x.requires_grad_(True)  # the kernels compute no input gradient: such calls run the Python loop
+    assert type(model(x).grad_fn).__name__ != "NTMSequenceBackward"
 
 
 def test_a_failed_build_falls_back_to_inductor_in_one_line(monkeypatch, capsys):

@@ -30,8 +30,9 @@ def applies(model) -> bool:
 
 def runs_eager(x, state, keep_states: bool) -> bool:
     """Whether a `run_steps` call is one for the Python step loop: evaluation (no gradients),
-    per-step states (plots, forcing trainers), a carried state, or not float32."""
-    return keep_states or state is not None or not torch.is_grad_enabled() or x.dtype != torch.float32
+    per-step states (plots, forcing trainers), a carried state, inputs that want gradients (the
+    kernels compute none for x), or not float32."""
+    return keep_states or state is not None or not torch.is_grad_enabled() or x.requires_grad or x.dtype != torch.float32
 
 
 @functools.cache
