@@ -65,7 +65,6 @@ Saved pointers(const std::vector<at::Tensor>& t) {  // t in the order dnc_forwar
 std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo,
                                     at::Tensor bo, int64_t C, int64_t N, int64_t W, int64_t R, double clip) {
   const Dims d = dims(x.size(0), x.size(1), x.size(2), C, N, W, R, Wo.size(0), clip);
-  TORCH_CHECK(W <= MAX_BLOCKS * Vec::size(), "native DNC: memory_width ", W, " > ", MAX_BLOCKS * Vec::size());
   const int64_t B = d.B, T = d.T, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
   auto xs = x.transpose(0, 1).contiguous();
@@ -77,7 +76,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
       workspace(pool, 3, {T, B, C}, opt),            // 3 TC: tanh(c_t)
       workspace(pool, 4, {T, B, d.P}, opt),          // 4 XI: raw interface
       workspace(pool, 5, {T, B, d.P}, opt),          // 5 ACT: interface after activation
-      workspace(pool, 6, {T + 1, B, N, W}, opt),     // 6 Mem: M_0 .. M_T
+      workspace(pool, 6, {T + 1, B, W, N}, opt),     // 6 Mem: M_0 .. M_T, each [W, N] (native_common.h)
       workspace(pool, 7, {T + 1, B, N}, opt),        // 7 MN: |M_t(i)|
       workspace(pool, 8, {T + 1, B, N}, opt),        // 8 U: usage u_0 .. u_T
       workspace(pool, 9, {T, B, N}, opt),            // 9 PSI: retention
@@ -126,9 +125,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
         }
         // Write content lookup on M_{t-1}; its norms go to MN[t].
         float *kw = v.kw + sb * N, *cw = v.cw + sb * N, *mnp = v.mn + sb * N;
-#define PRODUCTS_W(NB) norms_and_products<NB>(N, W, Mp, 1, a + d.o_wkey, W, mnp, kw, N)
-        BY_BLOCKS(W, PRODUCTS_W)
-#undef PRODUCTS_W
+        norms_and_products(N, W, Mp, 1, a + d.o_wkey, W, mnp, kw, N);
         v.kwn[sb] = content_weights(a + d.o_wkey, W, a[d.o_wstr], mnp, N, kw, cw);
         // Allocation: slots by ascending usage (stable), a[phi_j] = (1 - s_j) prod_{i<j} s_i.
         int64_t* order = v.order + sb * N;
@@ -147,9 +144,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
         const float ga = a[d.o_ag], gw = a[d.o_wg];
         float wsum = 0.f;
         for (int64_t i = 0; i < N; ++i) { ww[i] = gw * (ga * alloc[i] + (1.f - ga) * cw[i]); wsum += ww[i]; }
-        const float *e = a + d.o_erase, *wv = a + d.o_wvec;
-        for (int64_t i = 0; i < N; ++i)
-          for (int64_t j = 0; j < W; ++j) M[i * W + j] = Mp[i * W + j] + ww[i] * (wv[j] - Mp[i * W + j] * e[j]);
+        write(N, W, Mp, ww, a + d.o_erase, a + d.o_wvec, M);
         // Link matrix and precedence.
         const float *Lp = v.link + sb * N * N, *pprev = v.prec + sb * N;
         float *L = v.link + nb * N * N, *p = v.prec + nb * N;
@@ -168,18 +163,14 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
           }
         // Read content lookups on M_t (norms of M_t into MN[t + 1]), read modes, reads.
         float *kr = v.kr + sb * R * N, *cr = v.cr + sb * R * N;
-#define PRODUCTS_R(NB) norms_and_products<NB>(N, W, M, R, a + d.o_rkey, W, v.mn + nb * N, kr, N)
-        BY_BLOCKS(W, PRODUCTS_R)
-#undef PRODUCTS_R
+        norms_and_products(N, W, M, R, a + d.o_rkey, W, v.mn + nb * N, kr, N);
         for (int64_t r = 0; r < R; ++r) {
           v.krn[sb * R + r] = content_weights(a + d.o_rkey + r * W, W, a[d.o_rstr + r], v.mn + nb * N, N, kr + r * N, cr + r * N);
           const float* pi = a + d.o_modes + 3 * r;
           for (int64_t i = 0; i < N; ++i) wr[r * N + i] = pi[0] * bw[r * N + i] + pi[1] * cr[r * N + i] + pi[2] * fw[r * N + i];
         }
         float* rd = v.hr + sb * HR_ + C;
-#define READ(NB) read_rows<NB>(N, W, M, R, wr, rd)
-        BY_BLOCKS(W, READ)
-#undef READ
+        read(N, W, M, R, wr, rd);
         if (s + 1 < T) {  // the next step's controller input: [x, r_t, h_t]
           float* zn = v.z + nb * d.Z;
           std::copy(rd, rd + RW, zn + d.I);
@@ -198,7 +189,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
 std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, at::Tensor Wc, at::Tensor Wi, at::Tensor Wo,
                                      int64_t I, int64_t R, double clip) {
   auto Z = t[0], XI = t[4], HR = t[25], YP = t[27];
-  const int64_t T = Z.size(0), B = Z.size(1), C = t[2].size(2), N = t[6].size(2), W = t[6].size(3);
+  const int64_t T = Z.size(0), B = Z.size(1), C = t[2].size(2), W = t[6].size(2), N = t[6].size(3);
   const Dims d = dims(B, T, I, C, N, W, R, Wo.size(0), clip);
   const int64_t RW = R * W, HR_ = C + RW;
   auto opt = Z.options();
@@ -210,7 +201,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
   auto dh = at::empty({B, C}, opt), dZ = at::empty({B, d.Z}, opt);
   // Carried backwards, each dL/d(this state's value): step t+1's part on entry to step t.
   auto dc = at::zeros({B, C}, opt), dh_next = at::zeros({B, C}, opt), dr = at::zeros({B, RW}, opt);
-  auto dM = at::zeros({B, N, W}, opt), dL = at::zeros({B, N, N}, opt), dp = at::zeros({B, N}, opt), du = at::zeros({B, N}, opt);
+  auto dM = at::zeros({B, W, N}, opt), dL = at::zeros({B, N, N}, opt), dp = at::zeros({B, N}, opt), du = at::zeros({B, N}, opt);
   auto dwr = at::zeros({2, B, R, N}, opt);  // this step's read weights, the previous step's
   auto scratch = at::empty({B, 3 * R + 6, N}, opt);
   float *dxi = dXI.data_ptr<float>(), *drp = dr.data_ptr<float>(), *dMp = dM.data_ptr<float>(), *dLp = dL.data_ptr<float>(), *dpp = dp.data_ptr<float>(),
@@ -236,11 +227,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
               *galloc = gpl + N, *gcw = galloc + N, *fm2 = gcw + N;
         // Reads r = wr M_t: the output layer's and step t+1's gradient of r.
         for (int64_t q = 0; q < RW; ++q) gr[q] += dhr[sb * HR_ + C + q];
-        for (int64_t i = 0; i < N; ++i)
-          for (int64_t r = 0; r < R; ++r) {
-            gwr[r * N + i] += dot(gr + r * W, M + i * W, W);
-            axpy(wr[r * N + i], gr + r * W, gM + i * W, W);
-          }
+        read_backward(N, W, M, R, wr, gr, gwr, gM);
         // Read modes wr = pi0 b + pi1 c + pi2 f, then the read content lookups on M_t.
         std::fill(fm, fm + N, 0.f);
         for (int64_t r = 0; r < R; ++r) {
@@ -255,9 +242,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
           da[d.o_rstr + r] = content_backward(a + d.o_rkey + r * W, W, a[d.o_rstr + r], v.krn[sb * R + r], v.mn + nb * N, N,
                                               v.kr + (sb * R + r) * N, v.cr + (sb * R + r) * N, gcr + r * N, fm, da + d.o_rkey + r * W);
         }
-#define CONTENT_R(NB) content_rows_backward<NB>(N, W, M, R, a + d.o_rkey, W, da + d.o_rkey, W, gcr, N, fm, gM)
-        BY_BLOCKS(W, CONTENT_R)
-#undef CONTENT_R
+        content_memory_backward(N, W, M, R, a + d.o_rkey, W, da + d.o_rkey, W, gcr, N, fm, gM);
         // Directional weights f = L wr_{t-1}, b = L^T wr_{t-1}; then the link update, whose
         // output diagonal is zero (no gradient there).
         std::fill(gww, gww + N, 0.f);
@@ -292,20 +277,9 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
           gp_[i] = gp_[i] * (1.f - wsum) + gpl[i];  // becomes dL/dp_{t-1}
         }
         // The write M_t = M_{t-1} + ww (v - M_{t-1} e).
-        const float *e = a + d.o_erase, *wv = a + d.o_wvec;
         float *de = da + d.o_erase, *dv = da + d.o_wvec;
-        for (int64_t i = 0; i < N; ++i) {
-          const Vec wi(ww[i]);
-          Vec gwi(0.f);
-          blocks(W, [&](int64_t j, int64_t n) {
-            const Vec g = Vec::loadu(gM + i * W + j, n), m = Vec::loadu(Mp + i * W + j, n), ev = Vec::loadu(e + j, n);
-            gwi = at::vec::fmadd(g, Vec::loadu(wv + j, n) - m * ev, gwi);
-            (Vec::loadu(de + j, n) - g * m * wi).store(de + j, n);
-            at::vec::fmadd(g, wi, Vec::loadu(dv + j, n)).store(dv + j, n);
-            (g * (Vec(1.f) - wi * ev)).store(gM + i * W + j, n);
-          });
-          gww[i] += sum(gwi);
-        }
+        const float* e = a + d.o_erase;
+        write_backward(N, W, Mp, ww, e, a + d.o_wvec, gM, gww, de, dv);
         // Write weighting ww = gw (ga a + (1 - ga) c^w).
         const float ga = a[d.o_ag], gw = a[d.o_wg];
         const float *alloc = v.alloc + sb * N, *cw = v.cw + sb * N;
@@ -322,9 +296,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
         std::fill(fm2, fm2 + N, 0.f);
         da[d.o_wstr] = content_backward(a + d.o_wkey, W, a[d.o_wstr], v.kwn[sb], v.mn + sb * N, N, v.kw + sb * N, cw, gcw, fm2,
                                         da + d.o_wkey);
-#define CONTENT_W(NB) content_rows_backward<NB>(N, W, Mp, 1, a + d.o_wkey, W, da + d.o_wkey, W, gcw, N, fm2, gM)
-        BY_BLOCKS(W, CONTENT_W)
-#undef CONTENT_W
+        content_memory_backward(N, W, Mp, 1, a + d.o_wkey, W, da + d.o_wkey, W, gcw, N, fm2, gM);
         // Allocation, with the sort order fixed: s sorted usage, P its exclusive products.
         const int64_t* order = v.order + sb * N;
         const float *su = v.su + sb * N, *pp = v.pp + sb * N;

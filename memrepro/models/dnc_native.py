@@ -46,7 +46,7 @@ def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False
     y, saved = DNCSequence.apply(x.contiguous(), cell.weight, cell.bias, model.interface.weight, model.interface.bias,
                                  model.output.weight, model.output.bias, sizes, model.clip_value or 0.0)
     T, B, C, R, W = x.shape[1], x.shape[0], sizes[0], model.read_heads, model.width
-    last = [saved[k][T].clone() for k in (2, 6, 24, 16, 8, 17, 18)]  # copies: the buffers are reused once released
-    hr = saved[25][T - 1].clone()
-    (c, memory, read_weights, write_weights, usage, link, precedence) = last
+    # copies: the buffers are reused once released; memory is [W, N] inside the kernel
+    c, read_weights, write_weights, usage, link, precedence = (saved[k][T].clone() for k in (2, 24, 16, 8, 17, 18))
+    memory, hr = saved[6][T].transpose(1, 2).contiguous(), saved[25][T - 1].clone()
     return y, [], DNCState(((hr[:, :C], c),), memory, hr[:, C:].reshape(B, R, W), read_weights, write_weights, usage, link, precedence)

@@ -56,29 +56,6 @@ inline void softmax_backward(const float* y, float* dy, int64_t n) {
   at::vec::map2([d](Vec yv, Vec g) { return yv * (g - Vec(d)); }, dy, y, dy, n);
 }
 
-// Rows of W floats held in NB SIMD registers (NB = ceil(W / lanes), a compile-time constant so
-// that the per-row passes keep their accumulators in registers; the last block is masked).
-constexpr int MAX_BLOCKS = 8;
-template <int NB>
-C10_ALWAYS_INLINE void load_row(Vec* v, const float* p, int64_t W) {
-  for (int k = 0; k < NB; ++k) v[k] = Vec::loadu(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
-}
-template <int NB>
-C10_ALWAYS_INLINE void store_row(const Vec* v, float* p, int64_t W) {
-  for (int k = 0; k < NB; ++k) v[k].store(p + k * Vec::size(), std::min<int64_t>(Vec::size(), W - k * Vec::size()));
-}
-template <int NB>
-C10_ALWAYS_INLINE float sum_row(const Vec* v) {
-  Vec s = v[0];
-  for (int k = 1; k < NB; ++k) s = s + v[k];
-  return sum(s);
-}
-#define BY_BLOCKS(W, CALL)                                                                       \
-  switch ((W + Vec::size() - 1) / Vec::size()) {                                                 \
-    case 1: CALL(1); break; case 2: CALL(2); break; case 3: CALL(3); break; case 4: CALL(4); break; \
-    case 5: CALL(5); break; case 6: CALL(6); break; case 7: CALL(7); break; default: CALL(8);     \
-  }
-
 // A buffer of the given shape from `pool`: a view of the slot's flat tensor when nothing else
 // holds that any more and it is large enough (sequences differ in length from batch to batch).
 // A DNC's buffers are ~100 MB at batch 32: allocated afresh, every page would be mapped and
@@ -183,21 +160,28 @@ inline std::vector<at::Tensor> controller_weight_grads(const at::Tensor& dGP, co
 
 // --- content lookup: K(i) = k . M(i) / max(|k| |M(i)|, eps), w = softmax(beta K) ---------------
 
-// One pass over the rows of M: the norms |M(i)| and H keys' products k_h . M(i) (into K[h][i]).
-template <int NB>
-void norms_and_products(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* mnorm,
-                        float* K, int64_t K_stride) {
-  Vec m[NB], key[NB], acc[NB];
-  for (int64_t i = 0; i < N; ++i) {
-    load_row<NB>(m, M + i * W, W);
-    for (int k = 0; k < NB; ++k) acc[k] = m[k] * m[k];
-    mnorm[i] = std::sqrt(sum_row<NB>(acc));
-    for (int64_t h = 0; h < H; ++h) {
-      load_row<NB>(key, keys + h * key_stride, W);
-      for (int k = 0; k < NB; ++k) acc[k] = m[k] * key[k];
-      K[h * K_stride + i] = sum_row<NB>(acc);
+// Memory inside the kernels is held column by column, [W, N] per sequence (transposed at entry
+// and exit): every product over a slot's W floats is then a vertical multiply-add over the N
+// slots, with no horizontal sum per slot and head and no masked tail for W = 20 (measured:
+// ADD_MEASUREMENT).
+
+// The norms |M(i)| and H keys' products k_h . M(i) (into K[h][i]); M is [W, N].
+inline void norms_and_products(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* mnorm,
+                               float* K, int64_t K_stride) {
+  blocks(N, [&](int64_t i, int64_t n) {
+    Vec acc(0.f);
+    for (int64_t j = 0; j < W; ++j) {
+      const Vec m = Vec::loadu(M + j * N + i, n);
+      acc = at::vec::fmadd(m, m, acc);
     }
-  }
+    acc.sqrt().store(mnorm + i, n);
+  });
+  for (int64_t h = 0; h < H; ++h)
+    blocks(N, [&](int64_t i, int64_t n) {
+      Vec acc(0.f);
+      for (int64_t j = 0; j < W; ++j) acc = at::vec::fmadd(Vec(keys[h * key_stride + j]), Vec::loadu(M + j * N + i, n), acc);
+      acc.store(K + h * K_stride + i, n);
+    });
 }
 
 // Given the products in K: K becomes the cosine, w the content weights; returns |key|.
@@ -230,44 +214,63 @@ inline float content_backward(const float* key, int64_t W, float beta, float kn,
   return dbeta;
 }
 
-// The rows' part of the content lookups' backward: dkey_h += sum_i ddot_h[i] M(i), and
-// dM(i) += sum_h ddot_h[i] k_h + fm[i] M(i).
-template <int NB>
-void content_rows_backward(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* dkeys,
-                           int64_t dkey_stride, const float* ddot, int64_t ddot_stride, const float* fm, float* dM) {
-  Vec m[NB], g[NB], key[NB], acc[NB];
-  for (int64_t h = 0; h < H; ++h) {
-    load_row<NB>(acc, dkeys + h * dkey_stride, W);
-    const float* dd = ddot + h * ddot_stride;
-    for (int64_t i = 0; i < N; ++i) {
-      load_row<NB>(m, M + i * W, W);
-      for (int k = 0; k < NB; ++k) acc[k] = at::vec::fmadd(Vec(dd[i]), m[k], acc[k]);
-    }
-    store_row<NB>(acc, dkeys + h * dkey_stride, W);
-  }
-  for (int64_t i = 0; i < N; ++i) {
-    load_row<NB>(m, M + i * W, W);
-    load_row<NB>(g, dM + i * W, W);
-    for (int k = 0; k < NB; ++k) g[k] = at::vec::fmadd(Vec(fm[i]), m[k], g[k]);
-    for (int64_t h = 0; h < H; ++h) {
-      load_row<NB>(key, keys + h * key_stride, W);
-      for (int k = 0; k < NB; ++k) g[k] = at::vec::fmadd(Vec(ddot[h * ddot_stride + i]), key[k], g[k]);
-    }
-    store_row<NB>(g, dM + i * W, W);
+// The memory's part of the content lookups' backward (M, dM [W, N]): dkey_h[j] +=
+// sum_i ddot_h[i] M[j][i], and dM[j][i] += sum_h ddot_h[i] k_h[j] + fm[i] M[j][i].
+inline void content_memory_backward(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride,
+                                    float* dkeys, int64_t dkey_stride, const float* ddot, int64_t ddot_stride, const float* fm,
+                                    float* dM) {
+  for (int64_t j = 0; j < W; ++j) {
+    const float* m = M + j * N;
+    float* g = dM + j * N;
+    for (int64_t h = 0; h < H; ++h) dkeys[h * dkey_stride + j] += dot(ddot + h * ddot_stride, m, N);
+    blocks(N, [&](int64_t i, int64_t n) {
+      Vec gv = at::vec::fmadd(Vec::loadu(fm + i, n), Vec::loadu(m + i, n), Vec::loadu(g + i, n));
+      for (int64_t h = 0; h < H; ++h) gv = at::vec::fmadd(Vec(keys[h * key_stride + j]), Vec::loadu(ddot + h * ddot_stride + i, n), gv);
+      gv.store(g + i, n);
+    });
   }
 }
 
-// Read vectors r_h = sum_i w_h(i) M(i), each accumulated in registers over the rows.
-template <int NB>
-void read_rows(int64_t N, int64_t W, const float* M, int64_t R, const float* w, float* reads) {
-  Vec m[NB], acc[NB];
-  for (int64_t h = 0; h < R; ++h) {
-    for (int k = 0; k < NB; ++k) acc[k] = Vec(0.f);
-    for (int64_t i = 0; i < N; ++i) {
-      load_row<NB>(m, M + i * W, W);
-      for (int k = 0; k < NB; ++k) acc[k] = at::vec::fmadd(Vec(w[h * N + i]), m[k], acc[k]);
+// Read vectors r_h[j] = sum_i w_h(i) M[j][i] (NTM eq. 2); w [R, N].
+inline void read(int64_t N, int64_t W, const float* M, int64_t R, const float* w, float* reads) {
+  for (int64_t h = 0; h < R; ++h)
+    for (int64_t j = 0; j < W; ++j) reads[h * W + j] = dot(w + h * N, M + j * N, N);
+}
+
+// Backward of `read`: dw_h[i] += sum_j dr_h[j] M[j][i], dM[j][i] += sum_h dr_h[j] w_h(i).
+inline void read_backward(int64_t N, int64_t W, const float* M, int64_t R, const float* w, const float* dr, float* dw, float* dM) {
+  for (int64_t h = 0; h < R; ++h)
+    for (int64_t j = 0; j < W; ++j) {
+      axpy(dr[h * W + j], M + j * N, dw + h * N, N);
+      axpy(dr[h * W + j], w + h * N, dM + j * N, N);
     }
-    store_row<NB>(acc, reads + h * W, W);
+}
+
+// One write head (NTM eqs. 3-4, the DNC's write): Mn = M + w (a - M e), as
+// memory.erase_add_write's one-head form; M, Mn [W, N].
+inline void write(int64_t N, int64_t W, const float* M, const float* w, const float* e, const float* a, float* Mn) {
+  for (int64_t j = 0; j < W; ++j)
+    blocks(N, [&](int64_t i, int64_t n) {
+      const Vec m = Vec::loadu(M + j * N + i, n);
+      (m + Vec::loadu(w + i, n) * (Vec(a[j]) - m * Vec(e[j]))).store(Mn + j * N + i, n);
+    });
+}
+
+// Backward of `write`: dM holds dL/dMn on entry and dL/dM's write part on exit; dw, de, da
+// accumulate.
+inline void write_backward(int64_t N, int64_t W, const float* M, const float* w, const float* e, const float* a, float* dM, float* dw,
+                           float* de, float* da) {
+  for (int64_t j = 0; j < W; ++j) {
+    Vec de_acc(0.f), da_acc(0.f);
+    blocks(N, [&](int64_t i, int64_t n) {
+      const Vec g = Vec::loadu(dM + j * N + i, n), m = Vec::loadu(M + j * N + i, n), wv = Vec::loadu(w + i, n);
+      at::vec::fmadd(g, Vec(a[j]) - m * Vec(e[j]), Vec::loadu(dw + i, n)).store(dw + i, n);
+      de_acc = at::vec::fmadd(g * m, wv, de_acc);
+      da_acc = at::vec::fmadd(g, wv, da_acc);
+      (g * (Vec(1.f) - wv * Vec(e[j]))).store(dM + j * N + i, n);
+    });
+    de[j] -= sum(de_acc);
+    da[j] += sum(da_acc);
   }
 }
 

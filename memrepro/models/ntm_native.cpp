@@ -72,50 +72,6 @@ void address(const Dims& d, const float* key, float beta, float gate, const floa
   softmax(w, N);
 }
 
-// Backward through one step's write (eqs. 3-4, one write head) and reads (eq. 2), one pass over
-// the rows of M_{t-1}: dM holds dL/dM_t on entry and dL/dM_{t-1} (but for the content lookup)
-// on exit; dL/dw, dL/de and dL/da accumulate.
-template <int NB>
-void write_read_backward(const Dims& d, const float* M, const float* w, const float* a, float* da, const float* dr, float* dM,
-                         float* dw, bool write) {
-  const int64_t N = d.N, W = d.W, R = d.R, V = Vec::size();
-  Vec e[NB], ad[NB], de[NB], dad[NB];
-  if (write) {
-    load_row<NB>(e, a + d.o_erase, W);
-    load_row<NB>(ad, a + d.o_add, W);
-    for (int k = 0; k < NB; ++k) de[k] = dad[k] = Vec(0.f);
-  }
-  for (int64_t i = 0; i < N; ++i) {
-    Vec m[NB], g[NB], acc[NB];
-    load_row<NB>(m, M + i * W, W);
-    load_row<NB>(g, dM + i * W, W);
-    if (write) {
-      const Vec wi(w[R * N + i]);
-      for (int k = 0; k < NB; ++k) {
-        acc[k] = g[k] * (ad[k] - m[k] * e[k]);
-        de[k] = de[k] - g[k] * m[k] * wi;
-        dad[k] = at::vec::fmadd(g[k], wi, dad[k]);
-        g[k] = g[k] * (Vec(1.f) - wi * e[k]);
-      }
-      dw[R * N + i] += sum_row<NB>(acc);
-    }
-    for (int64_t h = 0; h < R; ++h) {
-      const Vec whi(w[h * N + i]);
-      for (int k = 0; k < NB; ++k) {
-        const Vec drk = Vec::loadu(dr + h * W + k * V, std::min<int64_t>(V, W - k * V));
-        acc[k] = drk * m[k];
-        g[k] = at::vec::fmadd(whi, drk, g[k]);
-      }
-      dw[h * N + i] += sum_row<NB>(acc);
-    }
-    store_row<NB>(g, dM + i * W, W);
-  }
-  if (write) {
-    store_row<NB>(de, da + d.o_erase, W);
-    store_row<NB>(dad, da + d.o_add, W);
-  }
-}
-
 }  // namespace
 
 // Returns {y [B,T,O], h_T, c_T, M_T, r_T, w_T, saved...}.
@@ -123,7 +79,6 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
                                     at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo, at::Tensor bo,
                                     int64_t R, int64_t S, double clip) {
   const Dims d = dims(x.size(0), x.size(1), x.size(2), h0.size(1), M0.size(1), M0.size(2), R, w0.size(1), S, Wo.size(0), clip);
-  TORCH_CHECK(d.W <= MAX_BLOCKS * Vec::size(), "native NTM: memory_width ", d.W, " > ", MAX_BLOCKS * Vec::size());
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
   auto xs = x.transpose(0, 1).contiguous();            // [T, B, I]
@@ -134,7 +89,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   auto TC = workspace(pool, 3, {T, B, C}, opt);          // tanh(c_t)
   auto XI = workspace(pool, 4, {T, B, d.P}, opt);        // raw interface vectors
   auto ACT = workspace(pool, 5, {T, B, d.P}, opt);       // head parameters after activation
-  auto Mem = workspace(pool, 6, {T + 1, B, N, W}, opt);  // M_0 .. M_T
+  auto Mem = workspace(pool, 6, {T + 1, B, W, N}, opt);  // M_0 .. M_T, each [W, N] (native_common.h)
   auto MN = workspace(pool, 7, {T, B, N}, opt);          // |M_{t-1}(i)|
   auto KN = workspace(pool, 8, {T, B, H}, opt);          // |k|
   auto K = workspace(pool, 9, {T, B, H, N}, opt);        // cosine similarities (eq. 6)
@@ -144,7 +99,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   auto WT = workspace(pool, 13, {T + 1, B, H, N}, opt);  // sharpened (eq. 9): w_0 .. w_T
   auto HR = workspace(pool, 14, {T, B, HR_}, opt);       // output layer's input [h_t, r_t]
   auto gates = at::empty({B, 4 * C}, opt);
-  Cs[0].copy_(c0); Mem[0].copy_(M0); WT[0].copy_(w0);
+  Cs[0].copy_(c0); Mem[0].copy_(M0.transpose(1, 2)); WT[0].copy_(w0);
   for (int64_t t = 0; t < T; ++t) Z[t].narrow(1, 0, d.I).copy_(xs[t]);
   Z[0].narrow(1, d.I, RW).copy_(r0.reshape({B, RW}));
   Z[0].narrow(1, d.I + RW, C).copy_(h0);
@@ -161,9 +116,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
         activate(d, xi + tb * d.P, a);
         const float* Mb = mem + tb * N * W;
         float* mnb = mn + tb * N;
-#define NORMS(NB) norms_and_products<NB>(N, W, Mb, H, a + d.o_key, W, mnb, Kp + tb * H * N, N)
-        BY_BLOCKS(W, NORMS)
-#undef NORMS
+        norms_and_products(N, W, Mb, H, a + d.o_key, W, mnb, Kp + tb * H * N, N);
         float* wnew = wt + (tb + B) * H * N;
         for (int64_t h = 0; h < H; ++h) {
           const int64_t o = (tb * H + h) * N;
@@ -172,34 +125,22 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
         }
         // Reads of M_{t-1} (eq. 2), then the write (eqs. 3-4).
         float* rd = hr + tb * HR_ + C;
-#define READ(NB) read_rows<NB>(N, W, Mb, R, wnew, rd)
-        BY_BLOCKS(W, READ)
-#undef READ
+        read(N, W, Mb, R, wnew, rd);
         if (t + 1 < T) {  // the next step's controller input: [x, r_t, h_t]
           float* zn = z + (tb + B) * d.Z;
           std::copy(rd, rd + RW, zn + d.I);
           std::copy(hr + tb * HR_, hr + tb * HR_ + C, zn + d.I + RW);
         }
         float* Mn = mem + (tb + B) * N * W;
-        if (d.Hw == 1) {  // M + w (a - M e), as memory.erase_add_write's one-head form
-          const float* w = wnew + R * N;
-          const float *e = a + d.o_erase, *ad = a + d.o_add;
-          for (int64_t i = 0; i < N; ++i) {
-            const Vec wi(w[i]);
-            blocks(W, [&](int64_t j, int64_t n) {
-              const Vec m = Vec::loadu(Mb + i * W + j, n);
-              (m + wi * (Vec::loadu(ad + j, n) - m * Vec::loadu(e + j, n))).store(Mn + i * W + j, n);
-            });
-          }
+        if (d.Hw == 1) {
+          write(N, W, Mb, wnew + R * N, a + d.o_erase, a + d.o_add, Mn);
         } else {  // erasures multiply head by head, then the additions sum
           std::copy(Mb, Mb + N * W, Mn);
-          for (int64_t h = 0; h < d.Hw; ++h) {
-            const float *w = wnew + (R + h) * N, *e = a + d.o_erase + h * W;
-            for (int64_t i = 0; i < N; ++i)
-              for (int64_t j = 0; j < W; ++j) Mn[i * W + j] *= 1.f - w[i] * e[j];
-          }
           for (int64_t h = 0; h < d.Hw; ++h)
-            for (int64_t i = 0; i < N; ++i) axpy(wnew[(R + h) * N + i], a + d.o_add + h * W, Mn + i * W, W);
+            for (int64_t j = 0; j < W; ++j)
+              for (int64_t i = 0; i < N; ++i) Mn[j * N + i] *= 1.f - wnew[(R + h) * N + i] * a[d.o_erase + h * W + j];
+          for (int64_t h = 0; h < d.Hw; ++h)
+            for (int64_t j = 0; j < W; ++j) axpy(a[d.o_add + h * W + j], wnew + (R + h) * N, Mn + j * N, N);
         }
       }
     });
@@ -208,7 +149,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   // The final state as copies: the buffers are reused once released.
   auto hT = HR[T - 1].narrow(1, 0, C).clone();
   auto rT = HR[T - 1].narrow(1, C, RW).reshape({B, R, W}).clone();
-  return {y, hT, Cs[T].clone(), Mem[T].clone(), rT, WT[T].clone(),
+  return {y, hT, Cs[T].clone(), Mem[T].transpose(1, 2).contiguous(), rT, WT[T].clone(),
           Z, G, Cs, TC, XI, ACT, Mem, MN, KN, K, WCt, WG, WS, WT, HR, YP};
 }
 
@@ -217,7 +158,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
                                      int64_t I, int64_t R, int64_t S, double clip) {
   auto Z = saved[0], G = saved[1], Cs = saved[2], TC = saved[3], XI = saved[4], ACT = saved[5], Mem = saved[6], MN = saved[7],
        KN = saved[8], K = saved[9], WCt = saved[10], WG = saved[11], WS = saved[12], WT = saved[13], HR = saved[14], YP = saved[15];
-  const Dims d = dims(Z.size(1), Z.size(0), I, Cs.size(2), Mem.size(2), Mem.size(3), R, WT.size(2), S, Wo.size(0), clip);
+  const Dims d = dims(Z.size(1), Z.size(0), I, Cs.size(2), Mem.size(3), Mem.size(2), R, WT.size(2), S, Wo.size(0), clip);
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, r = S / 2, RW = R * W, HR_ = C + RW;
   auto opt = Z.options();
 
@@ -227,7 +168,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
   auto dGP = at::empty({T, B, 4 * C}, opt);   // gate pre-activation gradients, likewise for dWc
   auto dh = at::empty({B, C}, opt);
   auto dc = at::zeros({B, C}, opt);
-  auto dM = at::zeros({B, N, W}, opt);         // dL/dM_t, carried backwards
+  auto dM = at::zeros({B, W, N}, opt);         // dL/dM_t, carried backwards
   auto dr = at::zeros({B, RW}, opt);           // dL/dr_t: step t+1's part on entry, the output layer's added here
   auto dh_next = at::zeros({B, C}, opt);       // dL/dh_t from step t+1's controller input
   auto dw = at::zeros({B, H, N}, opt);         // dL/dw_t from step t+1's interpolation
@@ -253,39 +194,31 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
         float* dwb = dwp + b * H * N;   // holds dL/dw_t from step t+1 on entry
         float* drb = drp + b * RW;  // dL/dr_t: step t+1's part on entry, the output layer's added here
         for (int64_t q = 0; q < RW; ++q) drb[q] += dhr[tb * HR_ + C + q];
-        if (d.Hw > 1) {  // several write heads: additions, then erasures in reverse head order
-          for (int64_t h = 0; h < d.Hw; ++h) {
-            const float *ww = w + (R + h) * N, *ad = a + d.o_add + h * W;
-            for (int64_t i = 0; i < N; ++i) {
-              dwb[(R + h) * N + i] += dot(dMb + i * W, ad, W);
-              axpy(ww[i], dMb + i * W, da + d.o_add + h * W, W);
+        if (d.Hw == 1) {
+          write_backward(N, W, Mb, w + R * N, a + d.o_erase, a + d.o_add, dMb, dwb + R * N, da + d.o_erase, da + d.o_add);
+        } else {  // several write heads: additions, then erasures in reverse head order
+          for (int64_t h = 0; h < d.Hw; ++h)
+            for (int64_t j = 0; j < W; ++j) {
+              da[d.o_add + h * W + j] += dot(dMb + j * N, w + (R + h) * N, N);
+              axpy(a[d.o_add + h * W + j], dMb + j * N, dwb + (R + h) * N, N);
             }
-          }
           float* Me = er + b * N * W;  // M_{t-1} after erasing heads < h, recomputed
           for (int64_t h = d.Hw - 1; h >= 0; --h) {
             std::copy(Mb, Mb + N * W, Me);
-            for (int64_t h2 = 0; h2 < h; ++h2) {
-              const float *w2 = w + (R + h2) * N, *e2 = a + d.o_erase + h2 * W;
-              for (int64_t i = 0; i < N; ++i)
-                for (int64_t j = 0; j < W; ++j) Me[i * W + j] *= 1.f - w2[i] * e2[j];
-            }
+            for (int64_t h2 = 0; h2 < h; ++h2)
+              for (int64_t j = 0; j < W; ++j)
+                for (int64_t i = 0; i < N; ++i) Me[j * N + i] *= 1.f - w[(R + h2) * N + i] * a[d.o_erase + h2 * W + j];
             const float *ww = w + (R + h) * N, *e = a + d.o_erase + h * W;
-            float* de = da + d.o_erase + h * W;
-            for (int64_t i = 0; i < N; ++i) {
-              float dwi = 0.f;
-              for (int64_t j = 0; j < W; ++j) {
-                const float gm = dMb[i * W + j], m = Me[i * W + j];
-                dwi -= gm * m * e[j];
-                de[j] -= gm * m * ww[i];
-                dMb[i * W + j] = gm * (1.f - ww[i] * e[j]);
+            for (int64_t j = 0; j < W; ++j)
+              for (int64_t i = 0; i < N; ++i) {
+                const float gm = dMb[j * N + i], m = Me[j * N + i];
+                dwb[(R + h) * N + i] -= gm * m * e[j];
+                da[d.o_erase + h * W + j] -= gm * m * ww[i];
+                dMb[j * N + i] = gm * (1.f - ww[i] * e[j]);
               }
-              dwb[(R + h) * N + i] += dwi;
-            }
           }
         }
-#define WRITE_READ(NB) write_read_backward<NB>(d, Mb, w, a, da, drb, dMb, dwb, d.Hw == 1)
-        BY_BLOCKS(W, WRITE_READ)
-#undef WRITE_READ
+        read_backward(N, W, Mb, R, w, drb, dwb, dMb);  // reads of M_{t-1}
         // Addressing of every head (eqs. 5-9), from dL/dw_t back to the head parameters and to
         // dL/dw_{t-1} (interpolation); the content lookup's products are left in ddot, fm.
         float* fm = sc + b * (3 * H + 1) * N;
@@ -315,9 +248,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
           da[d.o_beta + h] = content_backward(a + d.o_key + h * W, W, beta, kn[tb * H + h], mn + tb * N, N, Kp + o, wc + o, dz, fm,
                                               da + d.o_key + h * W);  // dz becomes ddot
         }
-#define CONTENT(NB) content_rows_backward<NB>(N, W, Mb, H, a + d.o_key, W, da + d.o_key, W, fm + 3 * N, 3 * N, fm, dMb)
-        BY_BLOCKS(W, CONTENT)
-#undef CONTENT
+        content_memory_backward(N, W, Mb, H, a + d.o_key, W, da + d.o_key, W, fm + 3 * N, 3 * N, fm, dMb);
         // Activations and the clip, back to the raw interface vector.
         const float* raw = xi + tb * d.P;
         at::vec::map2([](Vec y, Vec gr) { return gr * (Vec(1.f) - y * y); }, da + d.o_key, a + d.o_key, da + d.o_key, d.H * W);
@@ -336,7 +267,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
     controller_backward_step(t, I, C, dHR, dXI, Wi, Wc, G, Cs, TC, dh, dc, dGP, dZ, dr, dh_next);
   }
   const auto w = controller_weight_grads(dGP, Z, dXI, HR, C);
-  return {dh_next, dc, dM, dr.view({B, R, W}), dw, w[0], w[1], w[2], w[3], out[1], out[2]};
+  return {dh_next, dc, dM.transpose(1, 2).contiguous(), dr.view({B, R, W}), dw, w[0], w[1], w[2], w[3], out[1], out[2]};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
