@@ -17,14 +17,12 @@ import torch
 
 HERE = Path(__file__).parent
 HEADER = HERE / "native_common.h"
-MAX_WIDTH = 64  # memory rows are held in at most 8 SIMD registers (8 floats each with AVX2)
 
 
 def applies(model) -> bool:
-    """Whether a kernel computes `model` (an NTM or a DNC): a one-layer LSTM controller, memory rows
-    of at most 64 floats, float32 on CPU."""
+    """Whether a kernel computes `model` (an NTM or a DNC): a one-layer LSTM controller, float32 on CPU."""
     weight = model.output.weight
-    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1 and model.width <= MAX_WIDTH
+    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1
             and weight.device.type == "cpu" and weight.dtype == torch.float32)
 
 
