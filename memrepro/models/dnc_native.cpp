@@ -6,8 +6,8 @@
 // The backward pass is derived by hand (docs/models/dnc.md, "Native kernel") and checked
 // against autograd on the Python model by tests/test_native_kernels.py.
 //
-// Layout: time-major buffers [T, B, ...]; memory rows [N, W] and the link matrix [N, N]
-// row-major as in the Python model. Shapes: B batch, T steps, I inputs, C controller units,
+// Layout: time-major buffers [T, B, ...]; memory as [W, N] (native_common.h), transposed from
+// and to the Python model's [N, W]; the link matrix [N, N] as in the Python model. Shapes: B batch, T steps, I inputs, C controller units,
 // N slots, W width, R read heads, O outputs.
 #include "native_common.h"
 
@@ -67,7 +67,6 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
   const Dims d = dims(x.size(0), x.size(1), x.size(2), C, N, W, R, Wo.size(0), clip);
   const int64_t B = d.B, T = d.T, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
-  auto xs = x.transpose(0, 1).contiguous();
   static std::vector<at::Tensor> pool;  // the previous sequences' buffers, once released
   std::vector<at::Tensor> t = {
       workspace(pool, 0, {T, B, d.Z}, opt),          // 0 Z: controller inputs [x, r_{t-1}, h_{t-1}]
@@ -101,7 +100,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
   // Everything starts at zero, as dnc.py's initial_state: index 0 of the [T + 1] buffers.
   for (int k : {2, 6, 8, 16, 17, 18, 24}) t[k][0].zero_();
   t[0][0].zero_();
-  for (int64_t s = 0; s < T; ++s) t[0][s].narrow(1, 0, d.I).copy_(xs[s]);
+  t[0].narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   const Saved v = pointers(t);
   auto gates = at::empty({B, 4 * C}, opt);
   auto HR = t[25], XI = t[4], Z = t[0];

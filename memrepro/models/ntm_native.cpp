@@ -7,8 +7,8 @@
 // backward pass is derived by hand (docs/models/ntm.md, "Native kernel") and checked against
 // autograd on the Python model by tests/test_native_kernels.py.
 //
-// Layout: time-major buffers [T, B, ...] so that one step is a contiguous block; memory rows
-// [N, W] row-major as in the Python model. Shapes: B batch, T steps, I inputs, C controller
+// Layout: time-major buffers [T, B, ...] so that one step is a contiguous block; memory as
+// [W, N] (native_common.h), transposed from and to the Python model's [N, W]. Shapes: B batch, T steps, I inputs, C controller
 // units, N slots, W width, R read heads, H heads (read heads first), S = 2r+1 shifts, O outputs.
 #include "native_common.h"
 
@@ -81,7 +81,6 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   const Dims d = dims(x.size(0), x.size(1), x.size(2), h0.size(1), M0.size(1), M0.size(2), R, w0.size(1), S, Wo.size(0), clip);
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
-  auto xs = x.transpose(0, 1).contiguous();            // [T, B, I]
   static std::vector<at::Tensor> pool;  // the previous sequences' buffers, once released
   auto Z = workspace(pool, 0, {T, B, d.Z}, opt);         // controller inputs [x, r_{t-1}, h_{t-1}]
   auto G = workspace(pool, 1, {T, B, 4 * C}, opt);       // gate activations (i, f, o sigmoid; g tanh)
@@ -100,7 +99,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   auto HR = workspace(pool, 14, {T, B, HR_}, opt);       // output layer's input [h_t, r_t]
   auto gates = at::empty({B, 4 * C}, opt);
   Cs[0].copy_(c0); Mem[0].copy_(M0.transpose(1, 2)); WT[0].copy_(w0);
-  for (int64_t t = 0; t < T; ++t) Z[t].narrow(1, 0, d.I).copy_(xs[t]);
+  Z.narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   Z[0].narrow(1, d.I, RW).copy_(r0.reshape({B, RW}));
   Z[0].narrow(1, d.I + RW, C).copy_(h0);
   float *z = Z.data_ptr<float>(), *xi = XI.data_ptr<float>(), *act = ACT.data_ptr<float>(), *mem = Mem.data_ptr<float>(), *mn = MN.data_ptr<float>(),

@@ -98,7 +98,7 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
 def use_native_kernel(model: SequenceModel) -> bool:
     """Route ``model``'s training sequences through its native kernel, if it has one that applies
     and the kernel builds; a failed build falls back to TorchInductor with a one-line warning."""
-    kernel = next((k for cls, k in NATIVE_KERNELS.items() if type(model) is cls), None)
+    kernel = NATIVE_KERNELS.get(type(model))
     if kernel is None or not native_scope(model):
         return False
     try:
