@@ -46,6 +46,8 @@ def small_dnc(**kwargs) -> DNC:
     {},
     {"read_heads": 1},
     {"read_heads": 3, "clip_value": None},
+    {"read_heads": 4},  # the link sweeps take read heads in chunks of up to four
+    {"read_heads": 6},
     {"clip_value": 0.5},
     {"memory_width": 37},
 ])

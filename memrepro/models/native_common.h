@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#if defined(__SSE__) || defined(_M_X64)
+#include <xmmintrin.h>
+#endif
 
 namespace memrepro_native {
 
@@ -16,10 +19,36 @@ using Vec = at::vec::Vectorized<float>;
 constexpr float EPS = 1e-6f;   // memory.EPS: floor of the cosine's denominator
 constexpr float TINY = 1e-30f; // memory.TINY: sharpening's log floor
 
-// f(offset, count) over [0, n) in SIMD-wide blocks; the last block is a masked partial one.
+// Denormal floats flushed to zero, and read as zero, while a guard lives (this thread only; x86).
+// The DNC's allocation products and decaying link entries reach them routinely, and arithmetic on
+// them is slow (measured on the DNC at batch 32: 44 -> 36 ms per sequence batch); values below
+// 1.2e-38 change no result that matters.
+class FlushDenormals {
+#if defined(__SSE__) || defined(_M_X64)
+  unsigned int saved_ = _mm_getcsr();
+ public:
+  FlushDenormals() { _mm_setcsr(saved_ | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+#endif
+};
+
+// f(b) for every sequence b of the batch, spread over ATen's threads, denormals flushed.
+template <typename F>
+void for_each_sequence(int64_t B, const F& f) {
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    FlushDenormals guard;
+    for (int64_t b = b0; b < b1; ++b) f(b);
+  });
+}
+
+// f(offset, count) over [0, n) in SIMD-wide blocks; the last block is a masked partial one. The
+// full blocks pass a constant count, so that their loads and stores compile without the masks'
+// branches (measured: the DNC's link sweeps ran at ~8 cycles per vector with a computed count).
 template <typename F>
 C10_ALWAYS_INLINE void blocks(int64_t n, const F& f) {
-  for (int64_t i = 0; i < n; i += Vec::size()) f(i, std::min<int64_t>(Vec::size(), n - i));
+  int64_t i = 0;
+  for (; i + Vec::size() <= n; i += Vec::size()) f(i, Vec::size());
+  if (i < n) f(i, n - i);
 }
 
 inline Vec vsigmoid(const Vec& x) { return Vec(1.f) / (Vec(1.f) + x.neg().exp()); }

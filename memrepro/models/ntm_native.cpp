@@ -108,39 +108,37 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
 
   for (int64_t t = 0; t < T; ++t) {
     controller_forward_step(t, C, Z, Wc, bc, Wi, bi, gates, G, Cs, TC, HR, XI);
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t tb = t * B + b;
-        float* a = act + tb * d.P;
-        activate(d, xi + tb * d.P, a);
-        const float* Mb = mem + tb * N * W;
-        float* mnb = mn + tb * N;
-        norms_and_products(N, W, Mb, H, a + d.o_key, W, mnb, Kp + tb * H * N, N);
-        float* wnew = wt + (tb + B) * H * N;
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t o = (tb * H + h) * N;
-          address(d, a + d.o_key + h * W, a[d.o_beta + h], a[d.o_gate + h], a + d.o_shift + h * S, a[d.o_gamma + h], mnb,
-                  wt + o, kn + tb * H + h, Kp + o, wc + o, wg + o, ws + o, wnew + h * N);
-        }
-        // Reads of M_{t-1} (eq. 2), then the write (eqs. 3-4).
-        float* rd = hr + tb * HR_ + C;
-        read(N, W, Mb, R, wnew, rd);
-        if (t + 1 < T) {  // the next step's controller input: [x, r_t, h_t]
-          float* zn = z + (tb + B) * d.Z;
-          std::copy(rd, rd + RW, zn + d.I);
-          std::copy(hr + tb * HR_, hr + tb * HR_ + C, zn + d.I + RW);
-        }
-        float* Mn = mem + (tb + B) * N * W;
-        if (d.Hw == 1) {
-          write(N, W, Mb, wnew + R * N, a + d.o_erase, a + d.o_add, Mn);
-        } else {  // erasures multiply head by head, then the additions sum
-          std::copy(Mb, Mb + N * W, Mn);
-          for (int64_t h = 0; h < d.Hw; ++h)
-            for (int64_t j = 0; j < W; ++j)
-              for (int64_t i = 0; i < N; ++i) Mn[j * N + i] *= 1.f - wnew[(R + h) * N + i] * a[d.o_erase + h * W + j];
-          for (int64_t h = 0; h < d.Hw; ++h)
-            for (int64_t j = 0; j < W; ++j) axpy(a[d.o_add + h * W + j], wnew + (R + h) * N, Mn + j * N, N);
-        }
+    for_each_sequence(B, [&](int64_t b) {
+      const int64_t tb = t * B + b;
+      float* a = act + tb * d.P;
+      activate(d, xi + tb * d.P, a);
+      const float* Mb = mem + tb * N * W;
+      float* mnb = mn + tb * N;
+      norms_and_products(N, W, Mb, H, a + d.o_key, W, mnb, Kp + tb * H * N, N);
+      float* wnew = wt + (tb + B) * H * N;
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t o = (tb * H + h) * N;
+        address(d, a + d.o_key + h * W, a[d.o_beta + h], a[d.o_gate + h], a + d.o_shift + h * S, a[d.o_gamma + h], mnb,
+                wt + o, kn + tb * H + h, Kp + o, wc + o, wg + o, ws + o, wnew + h * N);
+      }
+      // Reads of M_{t-1} (eq. 2), then the write (eqs. 3-4).
+      float* rd = hr + tb * HR_ + C;
+      read(N, W, Mb, R, wnew, rd);
+      if (t + 1 < T) {  // the next step's controller input: [x, r_t, h_t]
+        float* zn = z + (tb + B) * d.Z;
+        std::copy(rd, rd + RW, zn + d.I);
+        std::copy(hr + tb * HR_, hr + tb * HR_ + C, zn + d.I + RW);
+      }
+      float* Mn = mem + (tb + B) * N * W;
+      if (d.Hw == 1) {
+        write(N, W, Mb, wnew + R * N, a + d.o_erase, a + d.o_add, Mn);
+      } else {  // erasures multiply head by head, then the additions sum
+        std::copy(Mb, Mb + N * W, Mn);
+        for (int64_t h = 0; h < d.Hw; ++h)
+          for (int64_t j = 0; j < W; ++j)
+            for (int64_t i = 0; i < N; ++i) Mn[j * N + i] *= 1.f - wnew[(R + h) * N + i] * a[d.o_erase + h * W + j];
+        for (int64_t h = 0; h < d.Hw; ++h)
+          for (int64_t j = 0; j < W; ++j) axpy(a[d.o_add + h * W + j], wnew + (R + h) * N, Mn + j * N, N);
       }
     });
   }
@@ -181,87 +179,85 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
         *drp = dr.data_ptr<float>(), *sc = scratch.data_ptr<float>(), *er = erased.data_ptr<float>();
 
   for (int64_t t = T - 1; t >= 0; --t) {
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const int64_t tb = t * B + b;
-        const float* a = act + tb * d.P;
-        float* da = dxi + tb * d.P;
-        std::fill(da, da + d.P, 0.f);
-        const float* Mb = mem + tb * N * W;
-        const float* w = wt + (tb + B) * H * N;  // this step's weights
-        float* dMb = dMp + b * N * W;  // holds dL/dM_t (after this step's write) on entry
-        float* dwb = dwp + b * H * N;   // holds dL/dw_t from step t+1 on entry
-        float* drb = drp + b * RW;  // dL/dr_t: step t+1's part on entry, the output layer's added here
-        for (int64_t q = 0; q < RW; ++q) drb[q] += dhr[tb * HR_ + C + q];
-        if (d.Hw == 1) {
-          write_backward(N, W, Mb, w + R * N, a + d.o_erase, a + d.o_add, dMb, dwb + R * N, da + d.o_erase, da + d.o_add);
-        } else {  // several write heads: additions, then erasures in reverse head order
-          for (int64_t h = 0; h < d.Hw; ++h)
-            for (int64_t j = 0; j < W; ++j) {
-              da[d.o_add + h * W + j] += dot(dMb + j * N, w + (R + h) * N, N);
-              axpy(a[d.o_add + h * W + j], dMb + j * N, dwb + (R + h) * N, N);
-            }
-          float* Me = er + b * N * W;  // M_{t-1} after erasing heads < h, recomputed
-          for (int64_t h = d.Hw - 1; h >= 0; --h) {
-            std::copy(Mb, Mb + N * W, Me);
-            for (int64_t h2 = 0; h2 < h; ++h2)
-              for (int64_t j = 0; j < W; ++j)
-                for (int64_t i = 0; i < N; ++i) Me[j * N + i] *= 1.f - w[(R + h2) * N + i] * a[d.o_erase + h2 * W + j];
-            const float *ww = w + (R + h) * N, *e = a + d.o_erase + h * W;
+    for_each_sequence(B, [&](int64_t b) {
+      const int64_t tb = t * B + b;
+      const float* a = act + tb * d.P;
+      float* da = dxi + tb * d.P;
+      std::fill(da, da + d.P, 0.f);
+      const float* Mb = mem + tb * N * W;
+      const float* w = wt + (tb + B) * H * N;  // this step's weights
+      float* dMb = dMp + b * N * W;  // holds dL/dM_t (after this step's write) on entry
+      float* dwb = dwp + b * H * N;   // holds dL/dw_t from step t+1 on entry
+      float* drb = drp + b * RW;  // dL/dr_t: step t+1's part on entry, the output layer's added here
+      for (int64_t q = 0; q < RW; ++q) drb[q] += dhr[tb * HR_ + C + q];
+      if (d.Hw == 1) {
+        write_backward(N, W, Mb, w + R * N, a + d.o_erase, a + d.o_add, dMb, dwb + R * N, da + d.o_erase, da + d.o_add);
+      } else {  // several write heads: additions, then erasures in reverse head order
+        for (int64_t h = 0; h < d.Hw; ++h)
+          for (int64_t j = 0; j < W; ++j) {
+            da[d.o_add + h * W + j] += dot(dMb + j * N, w + (R + h) * N, N);
+            axpy(a[d.o_add + h * W + j], dMb + j * N, dwb + (R + h) * N, N);
+          }
+        float* Me = er + b * N * W;  // M_{t-1} after erasing heads < h, recomputed
+        for (int64_t h = d.Hw - 1; h >= 0; --h) {
+          std::copy(Mb, Mb + N * W, Me);
+          for (int64_t h2 = 0; h2 < h; ++h2)
             for (int64_t j = 0; j < W; ++j)
-              for (int64_t i = 0; i < N; ++i) {
-                const float gm = dMb[j * N + i], m = Me[j * N + i];
-                dwb[(R + h) * N + i] -= gm * m * e[j];
-                da[d.o_erase + h * W + j] -= gm * m * ww[i];
-                dMb[j * N + i] = gm * (1.f - ww[i] * e[j]);
-              }
-          }
+              for (int64_t i = 0; i < N; ++i) Me[j * N + i] *= 1.f - w[(R + h2) * N + i] * a[d.o_erase + h2 * W + j];
+          const float *ww = w + (R + h) * N, *e = a + d.o_erase + h * W;
+          for (int64_t j = 0; j < W; ++j)
+            for (int64_t i = 0; i < N; ++i) {
+              const float gm = dMb[j * N + i], m = Me[j * N + i];
+              dwb[(R + h) * N + i] -= gm * m * e[j];
+              da[d.o_erase + h * W + j] -= gm * m * ww[i];
+              dMb[j * N + i] = gm * (1.f - ww[i] * e[j]);
+            }
         }
-        read_backward(N, W, Mb, R, w, drb, dwb, dMb);  // reads of M_{t-1}
-        // Addressing of every head (eqs. 5-9), from dL/dw_t back to the head parameters and to
-        // dL/dw_{t-1} (interpolation); the content lookup's products are left in ddot, fm.
-        float* fm = sc + b * (3 * H + 1) * N;
-        std::fill(fm, fm + N, 0.f);
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t o = (tb * H + h) * N;
-          float* dl = dwb + h * N;  // dL/dw_t, overwritten with dL/dw_{t-1} at the end
-          float *dws = fm + N + 3 * h * N, *dwg = dws + N, *dz = dwg + N;
-          const float gamma = a[d.o_gamma + h], gate = a[d.o_gate + h], beta = a[d.o_beta + h];
-          const float* shift = a + d.o_shift + h * S;
-          softmax_backward(w + h * N, dl, N);  // sharpening's softmax: dl = dL/d(gamma log ws)
-          Vec dgamma(0.f);
-          blocks(N, [&](int64_t i, int64_t n) {  // w = softmax(gamma log max(ws, tiny))
-            const Vec wsv = Vec::loadu(ws + o + i, n), v = at::vec::maximum(wsv, Vec(TINY)), dlv = Vec::loadu(dl + i, n);
-            dgamma = at::vec::fmadd(dlv, v.log(), dgamma);  // masked lanes: dl = 0
-            Vec::blendv(Vec(0.f), dlv * Vec(gamma) / v, wsv >= Vec(TINY)).store(dws + i, n);
-          });
-          da[d.o_gamma + h] = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, dgamma);
-          std::fill(dwg, dwg + N, 0.f);
-          for (int64_t m = 0; m < S; ++m) {  // ws[i] = sum_m s[m] wg[i - (m - r)]
-            da[d.o_shift + h * S + m] = dot_rotated(dws, wg + o, N, m - r);
-            add_rotated(shift[m], dws, dwg, N, -(m - r));
-          }
-          da[d.o_gate + h] = dot(dwg, wc + o, N) - dot(dwg, wt + o, N);
-          at::vec::map([gate](Vec x) { return Vec(gate) * x; }, dz, dwg, N);
-          at::vec::map([gate](Vec x) { return Vec(1.f - gate) * x; }, dl, dwg, N);
-          da[d.o_beta + h] = content_backward(a + d.o_key + h * W, W, beta, kn[tb * H + h], mn + tb * N, N, Kp + o, wc + o, dz, fm,
-                                              da + d.o_key + h * W);  // dz becomes ddot
-        }
-        content_memory_backward(N, W, Mb, H, a + d.o_key, W, da + d.o_key, W, fm + 3 * N, 3 * N, fm, dMb);
-        // Activations and the clip, back to the raw interface vector.
-        const float* raw = xi + tb * d.P;
-        at::vec::map2([](Vec y, Vec gr) { return gr * (Vec(1.f) - y * y); }, da + d.o_key, a + d.o_key, da + d.o_key, d.H * W);
-        for (int64_t h = 0; h < H; ++h) {
-          da[d.o_beta + h] *= softplus_grad(clipped(raw[d.o_beta + h], d.clip));
-          da[d.o_gate + h] *= a[d.o_gate + h] * (1.f - a[d.o_gate + h]);
-          da[d.o_gamma + h] *= softplus_grad(clipped(raw[d.o_gamma + h], d.clip));
-          softmax_backward(a + d.o_shift + h * S, da + d.o_shift + h * S, S);
-        }
-        at::vec::map2([](Vec y, Vec gr) { return gr * y * (Vec(1.f) - y); }, da + d.o_erase, a + d.o_erase, da + d.o_erase, d.Hw * W);
-        at::vec::map2([](Vec y, Vec gr) { return gr * (Vec(1.f) - y * y); }, da + d.o_add, a + d.o_add, da + d.o_add, d.Hw * W);
-        for (int64_t p = 0; p < d.P; ++p)
-          if (!passes(raw[p], d.clip)) da[p] = 0.f;
       }
+      read_backward(N, W, Mb, R, w, drb, dwb, dMb);  // reads of M_{t-1}
+      // Addressing of every head (eqs. 5-9), from dL/dw_t back to the head parameters and to
+      // dL/dw_{t-1} (interpolation); the content lookup's products are left in ddot, fm.
+      float* fm = sc + b * (3 * H + 1) * N;
+      std::fill(fm, fm + N, 0.f);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t o = (tb * H + h) * N;
+        float* dl = dwb + h * N;  // dL/dw_t, overwritten with dL/dw_{t-1} at the end
+        float *dws = fm + N + 3 * h * N, *dwg = dws + N, *dz = dwg + N;
+        const float gamma = a[d.o_gamma + h], gate = a[d.o_gate + h], beta = a[d.o_beta + h];
+        const float* shift = a + d.o_shift + h * S;
+        softmax_backward(w + h * N, dl, N);  // sharpening's softmax: dl = dL/d(gamma log ws)
+        Vec dgamma(0.f);
+        blocks(N, [&](int64_t i, int64_t n) {  // w = softmax(gamma log max(ws, tiny))
+          const Vec wsv = Vec::loadu(ws + o + i, n), v = at::vec::maximum(wsv, Vec(TINY)), dlv = Vec::loadu(dl + i, n);
+          dgamma = at::vec::fmadd(dlv, v.log(), dgamma);  // masked lanes: dl = 0
+          Vec::blendv(Vec(0.f), dlv * Vec(gamma) / v, wsv >= Vec(TINY)).store(dws + i, n);
+        });
+        da[d.o_gamma + h] = at::vec::vec_reduce_all<float>([](Vec& x, Vec& y) { return x + y; }, dgamma);
+        std::fill(dwg, dwg + N, 0.f);
+        for (int64_t m = 0; m < S; ++m) {  // ws[i] = sum_m s[m] wg[i - (m - r)]
+          da[d.o_shift + h * S + m] = dot_rotated(dws, wg + o, N, m - r);
+          add_rotated(shift[m], dws, dwg, N, -(m - r));
+        }
+        da[d.o_gate + h] = dot(dwg, wc + o, N) - dot(dwg, wt + o, N);
+        at::vec::map([gate](Vec x) { return Vec(gate) * x; }, dz, dwg, N);
+        at::vec::map([gate](Vec x) { return Vec(1.f - gate) * x; }, dl, dwg, N);
+        da[d.o_beta + h] = content_backward(a + d.o_key + h * W, W, beta, kn[tb * H + h], mn + tb * N, N, Kp + o, wc + o, dz, fm,
+                                            da + d.o_key + h * W);  // dz becomes ddot
+      }
+      content_memory_backward(N, W, Mb, H, a + d.o_key, W, da + d.o_key, W, fm + 3 * N, 3 * N, fm, dMb);
+      // Activations and the clip, back to the raw interface vector.
+      const float* raw = xi + tb * d.P;
+      at::vec::map2([](Vec y, Vec gr) { return gr * (Vec(1.f) - y * y); }, da + d.o_key, a + d.o_key, da + d.o_key, d.H * W);
+      for (int64_t h = 0; h < H; ++h) {
+        da[d.o_beta + h] *= softplus_grad(clipped(raw[d.o_beta + h], d.clip));
+        da[d.o_gate + h] *= a[d.o_gate + h] * (1.f - a[d.o_gate + h]);
+        da[d.o_gamma + h] *= softplus_grad(clipped(raw[d.o_gamma + h], d.clip));
+        softmax_backward(a + d.o_shift + h * S, da + d.o_shift + h * S, S);
+      }
+      at::vec::map2([](Vec y, Vec gr) { return gr * y * (Vec(1.f) - y); }, da + d.o_erase, a + d.o_erase, da + d.o_erase, d.Hw * W);
+      at::vec::map2([](Vec y, Vec gr) { return gr * (Vec(1.f) - y * y); }, da + d.o_add, a + d.o_add, da + d.o_add, d.Hw * W);
+      for (int64_t p = 0; p < d.P; ++p)
+        if (!passes(raw[p], d.clip)) da[p] = 0.f;
     });
     controller_backward_step(t, I, C, dHR, dXI, Wi, Wc, G, Cs, TC, dh, dc, dGP, dZ, dr, dh_next);
   }
