@@ -3,6 +3,7 @@
 
     python scripts/bench.py                              throughput of every model on main, batch 1 and 32
     python scripts/bench.py --ref-ntm DIR --ref-dnc DIR  ... and the reference checkouts beside ours, with ratios
+    python scripts/bench.py --ref-ntm DIR --ref-dnc DIR --paired 7   ... and native kernel vs reference timed in alternation
     python scripts/bench.py --compile                    ... and NTM, DNC through TorchInductor (a minute of compiling each)
     python scripts/bench.py --compile --compile-steps 1,8   ... one step and 8-step chunks per compiled graph
     python scripts/bench.py --parallel                   5 seeds in lockstep vs 5 sequential runs
@@ -66,13 +67,7 @@ def timed(update, batch: int, repeats: int, seconds: float) -> dict:
     wall clock (``seq_s``) and by this process's CPU time (``cpu_seq_s``: with one thread, what
     the wall clock would show on an idle machine; steadier on a shared one)."""
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    update()  # warm-up: first-call allocations, lazy initialisation, compilation (compile=true)
-    first_s = time.perf_counter() - start
-    update()
-    start = time.perf_counter()
-    update()
-    n = max(1, round(seconds / (time.perf_counter() - start)))
+    n, first_s = calibrated(update, seconds)
     wall, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -83,6 +78,17 @@ def timed(update, batch: int, repeats: int, seconds: float) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"seq_s": statistics.median(wall), "cpu_seq_s": statistics.median(cpu), "spread": (max(cpu) - min(cpu)) / statistics.median(cpu),
             "updates": n, "peak_mb": (peak - rss_before) / 1024, "first_update_s": first_s}
+
+
+def calibrated(update, seconds: float) -> tuple[int, float]:
+    """Warm ``update`` up; how many calls take about ``seconds``, and how long the first took."""
+    start = time.perf_counter()
+    update()  # warm-up: first-call allocations, lazy initialisation, compilation (compile=true)
+    first_s = time.perf_counter() - start
+    update()
+    start = time.perf_counter()
+    update()
+    return max(1, round(seconds / (time.perf_counter() - start))), first_s
 
 
 def build(model: str, batch: int, extra=(), seed: int = 0):
@@ -172,6 +178,31 @@ def ref_dnc_update(root: str, batch: int):
     return rnn, update
 
 
+def paired(spec: dict) -> dict:
+    """Our native kernel (compile=true) and the reference in one process, timed in alternation:
+    each round ~``seconds`` of ours then ~``seconds`` of the reference, by CPU time. Each round's
+    ratio compares two measurements seconds apart, so the drift of a shared machine's speed
+    (up to 2x within minutes here) mostly cancels; the median over rounds is the figure."""
+    from memrepro.train.compiled import compile_training_step
+
+    task, model, trainer = build(spec["model"], spec["batch"])
+    compile_training_step(model, 1, native=True)
+    trainer.start(model, task, Path(tempfile.mkdtemp()))
+    _, ref_update = globals()[REFERENCES[spec["model"]] + "_update"](spec["root"], spec["batch"])
+    updates = (lambda: trainer._update(trainer._next_batch()), ref_update)
+    counts = [calibrated(update, spec["seconds"])[0] for update in updates]
+    rates = ([], [])
+    for _ in range(spec["rounds"]):
+        for update, n, rate in zip(updates, counts, rates):
+            start = time.process_time()
+            for _ in range(n):
+                update()
+            rate.append(n * spec["batch"] / (time.process_time() - start))
+    ratios = [a / b for a, b in zip(*rates)]
+    return {"x_ref": statistics.median(ratios), "x_ref_min": min(ratios), "x_ref_max": max(ratios),
+            "cpu_seq_s": statistics.median(rates[0]), "ref_cpu_seq_s": statistics.median(rates[1])}
+
+
 def reference(spec: dict) -> dict:
     net, update = globals()[REFERENCES[spec["model"]] + "_update"](spec["root"], spec["batch"])
     result = timed(update, spec["batch"], spec["repeats"], spec["seconds"])
@@ -225,7 +256,7 @@ def solve(spec: dict) -> dict:
             "wall_s": time.perf_counter() - start, "final_bit_errors": summary["final"]["eval_bit_errors"]}
 
 
-WORKERS = {"ours": ours, "reference": reference, "parallel": parallel, "solve": solve}
+WORKERS = {"ours": ours, "reference": reference, "paired": paired, "parallel": parallel, "solve": solve}
 
 
 def worker(spec: dict) -> None:
@@ -280,6 +311,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for these small models)")
     p.add_argument("--ref-ntm", metavar="DIR", help="a checkout of loudinthecloud/pytorch-ntm, measured in the same invocation")
     p.add_argument("--ref-dnc", metavar="DIR", help="a checkout of ixaxaar/pytorch-dnc")
+    p.add_argument("--paired", type=int, default=0, metavar="ROUNDS",
+                   help="also time the native kernels and the references in alternation in one process, ROUNDS rounds (the steadiest ratio)")
     p.add_argument("--compile", action="store_true", help="also measure NTM and DNC through TorchInductor (about a minute of compiling each)")
     p.add_argument("--compile-steps", default="1", help="comma-separated compile_steps to measure with --compile (time steps per compiled graph)")
     p.add_argument("--parallel", action="store_true", help=f"{PARALLEL_SEEDS} seeds in lockstep vs one after another")
@@ -321,6 +354,10 @@ def main() -> None:
                     if "error" not in r and "error" not in ref:
                         figures[f"{name}/b{batch}/x_ref"] = r["cpu_seq_s"] / ref["cpu_seq_s"]
                         print(f"  {name} batch {batch}: {r['cpu_seq_s'] / ref['cpu_seq_s']:.1f}x the reference (CPU time; wall clock {r['seq_s'] / ref['seq_s']:.1f}x)", flush=True)
+                if args.paired and model in NATIVE:
+                    r = measure({**base, "kind": "paired", "model": model, "batch": batch, "rounds": args.paired,
+                                 "root": str(Path(refs[model]).resolve())})
+                    report_line(figures, previous, f"{model}+native/b{batch}/paired", r, keys=("x_ref", "x_ref_min", "x_ref_max", "cpu_seq_s", "ref_cpu_seq_s"))
     if args.parallel:
         model = args.parallel_model if available(args.parallel_model) else "lstm"
         for batch in map(int, args.batches.split(",")):
