@@ -100,15 +100,20 @@ def build(model: str, batch: int, extra=(), seed: int = 0):
     return build_run(cfg, seed=seed)
 
 
-def ours(spec: dict) -> dict:
+def our_update(spec: dict):
+    """(model, update): one training update of ours as the trainer runs it (`Trainer._update`)."""
     from memrepro.train.compiled import compile_training_step
 
     task, model, trainer = build(spec["model"], spec["batch"], spec.get("overrides", ()))
     if spec.get("compile"):
         compile_training_step(model, spec.get("compile_steps", 1), native=spec.get("native", False))
     trainer.start(model, task, Path(tempfile.mkdtemp()))
-    result = timed(lambda: trainer._update(trainer._next_batch()), spec["batch"], spec["repeats"], spec["seconds"])
-    return {**result, "parameters": model.num_parameters()}
+    return model, lambda: trainer._update(trainer._next_batch())
+
+
+def ours(spec: dict) -> dict:
+    model, update = our_update(spec)
+    return {**timed(update, spec["batch"], spec["repeats"], spec["seconds"]), "parameters": model.num_parameters()}
 
 
 def ref_ntm_update(root: str, batch: int):
@@ -183,13 +188,7 @@ def paired(spec: dict) -> dict:
     each round ~``seconds`` of ours then ~``seconds`` of the reference, by CPU time. Each round's
     ratio compares two measurements seconds apart, so the drift of a shared machine's speed
     (up to 2x within minutes here) mostly cancels; the median over rounds is the figure."""
-    from memrepro.train.compiled import compile_training_step
-
-    task, model, trainer = build(spec["model"], spec["batch"])
-    compile_training_step(model, 1, native=True)
-    trainer.start(model, task, Path(tempfile.mkdtemp()))
-    _, ref_update = globals()[REFERENCES[spec["model"]] + "_update"](spec["root"], spec["batch"])
-    updates = (lambda: trainer._update(trainer._next_batch()), ref_update)
+    updates = (our_update({**spec, "compile": True, "native": True})[1], reference_update(spec)[1])
     counts = [calibrated(update, spec["seconds"])[0] for update in updates]
     rates = ([], [])
     for _ in range(spec["rounds"]):
@@ -203,8 +202,13 @@ def paired(spec: dict) -> dict:
             "cpu_seq_s": statistics.median(rates[0]), "ref_cpu_seq_s": statistics.median(rates[1])}
 
 
+def reference_update(spec: dict):
+    """(network, update) of the reference checkout at ``spec["root"]``."""
+    return globals()[REFERENCES[spec["model"]] + "_update"](spec["root"], spec["batch"])
+
+
 def reference(spec: dict) -> dict:
-    net, update = globals()[REFERENCES[spec["model"]] + "_update"](spec["root"], spec["batch"])
+    net, update = reference_update(spec)
     result = timed(update, spec["batch"], spec["repeats"], spec["seconds"])
     return {**result, "parameters": sum(p.numel() for p in net.parameters())}
 
