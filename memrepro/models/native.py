@@ -34,19 +34,20 @@ def runs_eager(x, state, keep_states: bool) -> bool:
 
 
 @functools.cache
-def build(stem: str):
-    """The compiled extension of ``<stem>.cpp`` next to this file."""
+def build(stem: str, folder: Path = HERE):
+    """The compiled extension of ``<stem>.cpp`` with its ``native_common.h`` in ``folder`` (this
+    package's own by default; scripts/bench_kernels.py builds another revision's beside it)."""
     from torch.utils.cpp_extension import load
 
-    source = HERE / f"{stem}.cpp"
-    digest = hashlib.sha1(source.read_bytes() + HEADER.read_bytes()).hexdigest()[:10]
+    source, header = folder / f"{stem}.cpp", folder / HEADER.name
+    digest = hashlib.sha1(source.read_bytes() + header.read_bytes()).hexdigest()[:10]
     # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU.
     capability = torch.backends.cpu.get_cpu_capability()
     flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
     name = f"memrepro_{stem}_{capability.lower()}_{digest}"
     if not built(name):
         print(f"memrepro: building the native {stem.split('_')[0].upper()} kernel (once, ~30 s)", file=sys.stderr, flush=True)
-    return load(name, [str(source)], extra_cflags=flags, verbose=False)
+    return load(name, [str(source)], extra_cflags=flags, extra_include_paths=[str(folder)], verbose=False)
 
 
 def built(name: str) -> bool:
