@@ -12,6 +12,7 @@ from torch import Tensor
 
 from memrepro.models.native import build, runs_eager
 
+
 def extension():
     return build("dnc_native")
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from memrepro.models.native import build, runs_eager
 
+
 def extension():
     return build("ntm_native")
 

@@ -2,7 +2,7 @@
 
 The NTM and the DNC with a one-layer LSTM controller on CPU run their hand-written sequence
 kernels (`memrepro.models.ntm_native`, `dnc_native`: one native call forward and one backward
-per sequence, 1.5-6x faster than TorchInductor's step; docs/benchmarks.md). Every other
+per sequence, 2-7x faster than TorchInductor's step; docs/benchmarks.md). Every other
 step-loop model goes through `torch.compile` (TorchInductor), as follows.
 
 For step-loop models (NTM, DNC: `forward` is `SequenceModel.forward`, a Python loop over `step`)
@@ -55,9 +55,9 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
     compiler = os.environ.get("CXX", "g++")
     if not (shutil.which(compiler) or shutil.which("c++") or shutil.which("clang++")):
         raise ConfigError(f"compile=true needs a C++ compiler for torch.compile on CPU ({compiler} not found); install one or leave compile=false")
-    eager_step, eager_run = model.step, model.run_steps
     if native and use_native_kernel(model):
         return
+    eager_step, eager_run = model.step, model.run_steps
     compiled_step = torch.compile(eager_step, options=OPTIONS)
 
     def step(x_t, state):
