@@ -74,6 +74,26 @@ def assert_matches_autograd(model, kernel, x, final=None):
         torch.testing.assert_close(getattr(state, name), getattr(eager_final, name), rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("make, kernel", [(small_ntm, ntm_native), (small_dnc, dnc_native)])
+def test_two_threads_split_the_batch_and_agree_with_one(make, kernel):
+    """At each step the threads take slices of the batch (native_common.h, for_each_sequence; the
+    kernels are built with OpenMP for that): on a batch of 5, two threads give one thread's
+    outputs and gradients, up to the rounding of the products, which use threads too."""
+    model, x, weights = make(), torch.randn(5, 7, 5), torch.randn(5, 7, 4)
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            y, _, _ = kernel.run_steps(model, model.run_steps, x)
+            results.append((y, torch.autograd.grad((y * weights).sum(), list(model.parameters()))))
+    finally:
+        torch.set_num_threads(1)
+    (y1, grads1), (y2, grads2) = results
+    torch.testing.assert_close(y2, y1, rtol=1e-5, atol=1e-6)
+    for (name, _), got, want in zip(model.named_parameters(), grads2, grads1):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_the_kernel_serves_only_what_it_computes():
     assert native.applies(small_ntm()) and native.applies(small_dnc())
     assert not native.applies(small_ntm(controller="gru")) and not native.applies(small_dnc(controller="gru"))

@@ -2,9 +2,10 @@
 
 `torch.utils.cpp_extension` compiles each source with `native_common.h` (~30 s, ninja and a C++
 compiler) and caches the result under ~/.cache/torch_extensions. The extension's name carries a
-hash of the source and the header, so an edited header rebuilds it (PyTorch hashes only the
-listed sources), and the SIMD width PyTorch uses on this CPU, so builds for different widths
-do not collide.
+hash of the source, the header and the compiler flags, so an edited header rebuilds it (PyTorch
+hashes only the listed sources), and the SIMD width PyTorch uses on this CPU, so builds for
+different widths do not collide. The kernels spread a batch's sequences over ATen's threads
+(`threads=`), which needs OpenMP in their own build.
 """
 from __future__ import annotations
 
@@ -40,14 +41,17 @@ def build(stem: str, folder: Path = HERE):
     from torch.utils.cpp_extension import load
 
     source, header = folder / f"{stem}.cpp", folder / HEADER.name
-    digest = hashlib.sha1(source.read_bytes() + header.read_bytes()).hexdigest()[:10]
     # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU.
     capability = torch.backends.cpu.get_cpu_capability()
     flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
+    # at::parallel_for is a header template: under PyTorch's OpenMP backend its threads exist only
+    # if the kernel itself is compiled with OpenMP (without, it silently runs on one thread).
+    threads = ["-fopenmp"] if "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
+    digest = hashlib.sha1(source.read_bytes() + header.read_bytes() + " ".join(flags + threads).encode()).hexdigest()[:10]
     name = f"memrepro_{stem}_{capability.lower()}_{digest}"
     if not built(name):
         print(f"memrepro: building the native {stem.split('_')[0].upper()} kernel (once, ~30 s)", file=sys.stderr, flush=True)
-    return load(name, [str(source)], extra_cflags=flags, extra_include_paths=[str(folder)], verbose=False)
+    return load(name, [str(source)], extra_cflags=flags + threads, extra_ldflags=threads, extra_include_paths=[str(folder)], verbose=False)
 
 
 def built(name: str) -> bool:
