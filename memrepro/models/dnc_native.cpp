@@ -126,11 +126,11 @@ void link_forward(int64_t N, const float* Lp, const float* pprev, const float* w
 // dL += gf (x) wr + wr (x) gb and gwr += L^T gf + L gb (L = L_t); with Finish, the same sweep
 // then runs the link update's backward on dL (its diagonal zeroed): dww_k += sum_j dL_kj
 // (p_{t-1,j} - L_{t-1,kj}) - sum_i dL_ik L_{t-1,ik}, gpl_j += sum_i dL_ij ww_i, and dL becomes
-// dL/dL_{t-1} = dL (1 - ww_i - ww_j).
+// dL/dL_{t-1} = dL (1 - ww_i - ww_j). L_t is recomputed from L_{t-1} as the forward sweep computed
+// it (bit for bit), not read: the sweep then streams two matrices, not three.
 template <int H, int RB, bool Finish>
-C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* L, const float* Lp, const float* pprev, const float* ww,
-                                          const float* wr, const float* gf, const float* gb, float* gL, float* gwr, float* gww,
-                                          float* gpl) {
+C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* Lp, const float* pprev, const float* ww, const float* wr,
+                                          const float* gf, const float* gb, float* gL, float* gwr, float* gww, float* gpl) {
   Vec acc[RB][H], gwi[RB];
   for (int r = 0; r < RB; ++r) {
     gwi[r] = Vec(0.f);
@@ -143,16 +143,17 @@ C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* L, 
       gbj[h] = Vec::loadu(gb + h * N + j, n);
       gwrj[h] = Vec::loadu(gwr + h * N + j, n);
     }
-    Vec keep, pj, gwwj, gplj;
-    if constexpr (Finish) {
-      keep = Vec(1.f) - Vec::loadu(ww + j, n), pj = Vec::loadu(pprev + j, n), gwwj = Vec::loadu(gww + j, n), gplj = Vec::loadu(gpl + j, n);
-    }
+    const Vec keep = Vec(1.f) - Vec::loadu(ww + j, n), pj = Vec::loadu(pprev + j, n);
+    Vec gwwj, gplj;
+    if constexpr (Finish) gwwj = Vec::loadu(gww + j, n), gplj = Vec::loadu(gpl + j, n);
     for (int r = 0; r < RB; ++r) {
       const int64_t row = i + r;
-      __builtin_prefetch(L + (row + PREFETCH_ROWS) * N + j);
+      __builtin_prefetch(Lp + (row + PREFETCH_ROWS) * N + j);
       __builtin_prefetch(gL + (row + PREFETCH_ROWS) * N + j);
-      if constexpr (Finish) __builtin_prefetch(Lp + (row + PREFETCH_ROWS) * N + j);
-      const Vec l = Vec::loadu(L + row * N + j, n);
+      const bool diagonal = row >= j && row < j + n;
+      const Vec lp = Vec::loadu(Lp + row * N + j, n), wi(ww[row]);
+      Vec l = at::vec::fmadd(keep - wi, lp, wi * pj);  // L_t, as link_forward_rows
+      if (diagonal) l = zero_lane(l, row - j);
       Vec g = Vec::loadu(gL + row * N + j, n);
       for (int h = 0; h < H; ++h) {
         const Vec gfi(gf[h * N + row]);
@@ -161,8 +162,7 @@ C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* L, 
         gwrj[h] = at::vec::fmadd(gfi, l, gwrj[h]);
       }
       if constexpr (Finish) {
-        if (row >= j && row < j + n) g = zero_lane(g, row - j);
-        const Vec lp = Vec::loadu(Lp + row * N + j, n), wi(ww[row]);
+        if (diagonal) g = zero_lane(g, row - j);
         gwi[r] = at::vec::fmadd(g, pj - lp, gwi[r]);
         gwwj = at::vec::fnmadd(g, lp, gwwj);
         gplj = at::vec::fmadd(g, wi, gplj);
@@ -183,12 +183,12 @@ C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* L, 
 }
 
 template <int H, bool Finish>
-void link_backward(int64_t N, const float* L, const float* Lp, const float* pprev, const float* ww, const float* wr, const float* gf,
-                   const float* gb, float* gL, float* gwr, float* gww, float* gpl) {
+void link_backward(int64_t N, const float* Lp, const float* pprev, const float* ww, const float* wr, const float* gf, const float* gb,
+                   float* gL, float* gwr, float* gww, float* gpl) {
   constexpr int RB = ROW_BLOCK<H>;
   int64_t i = 0;
-  for (; i + RB <= N; i += RB) link_backward_rows<H, RB, Finish>(i, N, L, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
-  for (; i < N; ++i) link_backward_rows<H, 1, Finish>(i, N, L, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
+  for (; i + RB <= N; i += RB) link_backward_rows<H, RB, Finish>(i, N, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
+  for (; i < N; ++i) link_backward_rows<H, 1, Finish>(i, N, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
 }
 
 // Per (t, b) buffers of the forward pass, as pointers into the saved tensors.
@@ -370,7 +370,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
       float* da = dxi + sb * d.P;
       std::fill(da, da + d.P, 0.f);
       const float *Mp = v.mem + sb * N * W, *M = v.mem + nb * N * W, *wrp = v.wr + sb * R * N, *wr = v.wr + nb * R * N;
-      const float *ww = v.ww + nb * N, *wwp = v.ww + sb * N, *Lp = v.link + sb * N * N, *L = v.link + nb * N * N;
+      const float *ww = v.ww + nb * N, *wwp = v.ww + sb * N, *Lp = v.link + sb * N * N;
       const float *pprev = v.prec + sb * N, *up = v.u + sb * N, *psi = v.psi + sb * N;
       float *gM = dMp + b * N * W, *gL = dLp + b * N * N, *gp_ = dpp + b * N, *gu = dup + b * N;
       float *gwr = dwr_now + b * R * N, *gwr_prev = dwr_before + b * R * N, *gr = drp + b * RW;
@@ -403,7 +403,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
       for (int64_t h0 = (R - 1) / HEAD_CHUNK * HEAD_CHUNK; h0 >= 0; h0 -= HEAD_CHUNK)
         with_heads(std::min(HEAD_CHUNK, R - h0), [&](auto H) {
           const auto f = h0 == 0 ? link_backward<decltype(H)::value, true> : link_backward<decltype(H)::value, false>;
-          f(N, L, Lp, pprev, ww, wrp + h0 * N, gf + h0 * N, gb + h0 * N, gL, gwr_prev + h0 * N, gww, gpl);
+          f(N, Lp, pprev, ww, wrp + h0 * N, gf + h0 * N, gb + h0 * N, gL, gwr_prev + h0 * N, gww, gpl);
         });
       // Precedence p_t = (1 - sum ww) p_{t-1} + ww.
       float wsum = 0.f;
