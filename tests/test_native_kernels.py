@@ -59,6 +59,18 @@ def test_dnc_outputs_and_gradients_match_autograd(kwargs):
     assert_matches_autograd(small_dnc(memory_slots=16, **kwargs), dnc_native, torch.randn(2, 10, 5), final=("controller", "reads"))
 
 
+@pytest.mark.parametrize("steps", [3, 4])
+def test_dnc_final_link_matrix_for_odd_and_even_lengths(steps):
+    """The kernel keeps the link matrices of even steps, the last odd one in a slot of its own
+    (dnc_native.cpp, Links): the final state is the Python model's either way. A few steps into
+    16 slots leave the allocation's order free of near-ties, so the whole state compares."""
+    model, x = small_dnc(memory_slots=16), torch.randn(2, steps, 5)
+    _, _, state = dnc_native.run_steps(model, model.run_steps, x)
+    _, _, eager = model.run_steps(x)
+    for name in ("link", "precedence", "memory", "usage", "read_weights"):
+        torch.testing.assert_close(getattr(state, name), getattr(eager, name), rtol=1e-5, atol=1e-6, msg=name)
+
+
 def assert_matches_autograd(model, kernel, x, final=None):
     weights = torch.randn(*x.shape[:2], 4)  # a loss that weighs every output differently
     expected = model(x)

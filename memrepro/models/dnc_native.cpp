@@ -127,10 +127,17 @@ void link_forward(int64_t N, const float* Lp, const float* pprev, const float* w
 // then runs the link update's backward on dL (its diagonal zeroed): dww_k += sum_j dL_kj
 // (p_{t-1,j} - L_{t-1,kj}) - sum_i dL_ik L_{t-1,ik}, gpl_j += sum_i dL_ij ww_i, and dL becomes
 // dL/dL_{t-1} = dL (1 - ww_i - ww_j). L_t is recomputed from L_{t-1} as the forward sweep computed
-// it (bit for bit), not read: the sweep then streams two matrices, not three.
-template <int H, int RB, bool Finish>
-C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* Lp, const float* pprev, const float* ww, const float* wr,
-                                          const float* gf, const float* gb, float* gL, float* gwr, float* gww, float* gpl) {
+// it (bit for bit), not read: the sweep then streams two matrices, not three. Ls is the stored one:
+// L_{t-1}, or with Odd (odd t - 1, not kept: `Links`) L_{t-2}, from which L_{t-1} is recomputed
+// in turn with `prev`.
+struct Before {  // the write weights and precedence that made L_{t-1} of L_{t-2}
+  const float *ww, *p;
+};
+
+template <int H, int RB, bool Finish, bool Odd>
+C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* Ls, const Before& prev, const float* pprev, const float* ww,
+                                          const float* wr, const float* gf, const float* gb, float* gL, float* gwr, float* gww,
+                                          float* gpl) {
   Vec acc[RB][H], gwi[RB];
   for (int r = 0; r < RB; ++r) {
     gwi[r] = Vec(0.f);
@@ -144,14 +151,22 @@ C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* Lp,
       gwrj[h] = Vec::loadu(gwr + h * N + j, n);
     }
     const Vec keep = Vec(1.f) - Vec::loadu(ww + j, n), pj = Vec::loadu(pprev + j, n);
+    Vec keep2, pj2;
+    if constexpr (Odd) keep2 = Vec(1.f) - Vec::loadu(prev.ww + j, n), pj2 = Vec::loadu(prev.p + j, n);
     Vec gwwj, gplj;
     if constexpr (Finish) gwwj = Vec::loadu(gww + j, n), gplj = Vec::loadu(gpl + j, n);
     for (int r = 0; r < RB; ++r) {
       const int64_t row = i + r;
-      __builtin_prefetch(Lp + (row + PREFETCH_ROWS) * N + j);
+      __builtin_prefetch(Ls + (row + PREFETCH_ROWS) * N + j);
       __builtin_prefetch(gL + (row + PREFETCH_ROWS) * N + j);
       const bool diagonal = row >= j && row < j + n;
-      const Vec lp = Vec::loadu(Lp + row * N + j, n), wi(ww[row]);
+      Vec lp = Vec::loadu(Ls + row * N + j, n);
+      if constexpr (Odd) {  // L_{t-1} from L_{t-2}, as link_forward_rows computed it
+        const Vec wi2(prev.ww[row]);
+        lp = at::vec::fmadd(keep2 - wi2, lp, wi2 * pj2);
+        if (diagonal) lp = zero_lane(lp, row - j);
+      }
+      const Vec wi(ww[row]);
       Vec l = at::vec::fmadd(keep - wi, lp, wi * pj);  // L_t, as link_forward_rows
       if (diagonal) l = zero_lane(l, row - j);
       Vec g = Vec::loadu(gL + row * N + j, n);
@@ -182,14 +197,24 @@ C10_ALWAYS_INLINE void link_backward_rows(int64_t i, int64_t N, const float* Lp,
   }
 }
 
-template <int H, bool Finish>
-void link_backward(int64_t N, const float* Lp, const float* pprev, const float* ww, const float* wr, const float* gf, const float* gb,
-                   float* gL, float* gwr, float* gww, float* gpl) {
+template <int H, bool Finish, bool Odd>
+void link_backward(int64_t N, const float* Ls, const Before& prev, const float* pprev, const float* ww, const float* wr, const float* gf,
+                   const float* gb, float* gL, float* gwr, float* gww, float* gpl) {
   constexpr int RB = ROW_BLOCK<H>;
   int64_t i = 0;
-  for (; i + RB <= N; i += RB) link_backward_rows<H, RB, Finish>(i, N, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
-  for (; i < N; ++i) link_backward_rows<H, 1, Finish>(i, N, Lp, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
+  for (; i + RB <= N; i += RB) link_backward_rows<H, RB, Finish, Odd>(i, N, Ls, prev, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
+  for (; i < N; ++i) link_backward_rows<H, 1, Finish, Odd>(i, N, Ls, prev, pprev, ww, wr, gf, gb, gL, gwr, gww, gpl);
 }
+
+// Where L_s of sequence b lives in the link buffer [T / 2 + 2, B, N, N]: even s at [s / 2] (kept
+// for the backward pass), odd s in the last slot until the next step overwrites it (the backward
+// pass recomputes it from L_{s-1}). Half the matrices written and read back: at batch 32 they
+// are most of the kernel's memory traffic (86 MB per update for all of them).
+struct Links {
+  float* base;
+  int64_t B, NN, odd_slot;
+  float* operator()(int64_t s, int64_t b) const { return base + ((s % 2 ? odd_slot : s / 2) * B + b) * NN; }
+};
 
 // Per (t, b) buffers of the forward pass, as pointers into the saved tensors.
 struct Saved {
@@ -233,7 +258,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
       workspace(pool, 14, {T, B, N}, opt),            // 14 PP: exclusive cumulative products of SU
       workspace(pool, 15, {T, B, N}, opt),            // 15 A: allocation weights
       workspace(pool, 16, {T + 1, B, N}, opt),        // 16 WW: write weights
-      workspace(pool, 17, {T + 1, B, N, N}, opt),     // 17 L: link matrices
+      workspace(pool, 17, {T / 2 + 2, B, N, N}, opt),  // 17 L: link matrices, even steps' and the last odd one (Links)
       workspace(pool, 18, {T + 1, B, N}, opt),        // 18 PR: precedence
       workspace(pool, 19, {T, B, R, N}, opt),         // 19 F: forward weights
       workspace(pool, 20, {T, B, R, N}, opt),         // 20 BW: backward weights
@@ -249,6 +274,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
   t[0][0].zero_();
   t[0].narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   const Saved v = pointers(t);
+  const Links link{v.link, B, N * N, T / 2 + 1};
   auto gates = at::empty({B, 4 * C}, opt);
   auto HR = t[25], XI = t[4], Z = t[0];
 
@@ -306,8 +332,8 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
       write(N, W, Mp, ww, a + d.o_erase, a + d.o_wvec, M);
       // Link matrix, directional weights f = L wr_{t-1}, b = L^T wr_{t-1} (heads in chunks, the
       // first chunk's sweep updating L), precedence.
-      const float *Lp = v.link + sb * N * N, *pprev = v.prec + sb * N;
-      float *L = v.link + nb * N * N, *p = v.prec + nb * N;
+      const float *Lp = link(s, b), *pprev = v.prec + sb * N;
+      float *L = link(s + 1, b), *p = v.prec + nb * N;
       float *fw = v.fw + sb * R * N, *bw = v.bw + sb * R * N;
       std::fill(bw, bw + R * N, 0.f);
       for (int64_t h0 = 0; h0 < R; h0 += HEAD_CHUNK)
@@ -348,6 +374,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
   const int64_t RW = R * W, HR_ = C + RW;
   auto opt = Z.options();
   const Saved v = pointers(t);
+  const Links link{v.link, B, N * N, t[17].size(0) - 1};
 
   const auto out = outputs_backward(dy, YP, HR, Wo, d.clip);
   const float* dhr = out[0].data_ptr<float>();
@@ -370,7 +397,7 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
       float* da = dxi + sb * d.P;
       std::fill(da, da + d.P, 0.f);
       const float *Mp = v.mem + sb * N * W, *M = v.mem + nb * N * W, *wrp = v.wr + sb * R * N, *wr = v.wr + nb * R * N;
-      const float *ww = v.ww + nb * N, *wwp = v.ww + sb * N, *Lp = v.link + sb * N * N;
+      const float *ww = v.ww + nb * N, *wwp = v.ww + sb * N;
       const float *pprev = v.prec + sb * N, *up = v.u + sb * N, *psi = v.psi + sb * N;
       float *gM = dMp + b * N * W, *gL = dLp + b * N * N, *gp_ = dpp + b * N, *gu = dup + b * N;
       float *gwr = dwr_now + b * R * N, *gwr_prev = dwr_before + b * R * N, *gr = drp + b * RW;
@@ -400,10 +427,15 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
       // (the first chunk's) also through the link update.
       std::fill(gww, gww + N, 0.f);
       std::fill(gpl, gpl + N, 0.f);
+      const bool odd = s % 2;  // L_{t-1} not kept: recomputed from L_{t-2} (Links)
+      const float* Ls = link(odd ? s - 1 : s, b);
+      const Before prev{wwp, odd ? v.prec + (sb - B) * N : nullptr};
       for (int64_t h0 = (R - 1) / HEAD_CHUNK * HEAD_CHUNK; h0 >= 0; h0 -= HEAD_CHUNK)
         with_heads(std::min(HEAD_CHUNK, R - h0), [&](auto H) {
-          const auto f = h0 == 0 ? link_backward<decltype(H)::value, true> : link_backward<decltype(H)::value, false>;
-          f(N, Lp, pprev, ww, wrp + h0 * N, gf + h0 * N, gb + h0 * N, gL, gwr_prev + h0 * N, gww, gpl);
+          constexpr int h = decltype(H)::value;
+          const auto f = h0 == 0 ? (odd ? link_backward<h, true, true> : link_backward<h, true, false>)
+                                 : (odd ? link_backward<h, false, true> : link_backward<h, false, false>);
+          f(N, Ls, prev, pprev, ww, wrp + h0 * N, gf + h0 * N, gb + h0 * N, gL, gwr_prev + h0 * N, gww, gpl);
         });
       // Precedence p_t = (1 - sum ww) p_{t-1} + ww.
       float wsum = 0.f;

@@ -48,6 +48,7 @@ def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False
                                  model.output.weight, model.output.bias, sizes, model.clip_value or 0.0)
     T, B, C, R, W = x.shape[1], x.shape[0], sizes[0], model.read_heads, model.width
     # copies: the buffers are reused once released; memory is [W, N] inside the kernel
-    c, read_weights, write_weights, usage, link, precedence = (saved[k][T].clone() for k in (2, 24, 16, 8, 17, 18))
+    c, read_weights, write_weights, usage, precedence = (saved[k][T].clone() for k in (2, 24, 16, 8, 18))
+    link = saved[17][T // 2 if T % 2 == 0 else -1].clone()  # even steps' links are kept, the last odd one at the end
     memory, hr = saved[6][T].transpose(1, 2).contiguous(), saved[25][T - 1].clone()
     return y, [], DNCState(((hr[:, :C], c),), memory, hr[:, C:].reshape(B, R, W), read_weights, write_weights, usage, link, precedence)
