@@ -135,6 +135,26 @@ def test_a_failed_build_falls_back_to_inductor_in_one_line(monkeypatch, capsys):
                    "(Error building extension 'memrepro_ntm_native'); using TorchInductor")
 
 
+def test_a_compiler_without_openmp_still_gets_a_kernel_for_one_thread(monkeypatch, capsys):
+    import torch.utils.cpp_extension
+
+    calls = []
+
+    def load(name, sources, extra_cflags, **kwargs):
+        calls.append(extra_cflags)
+        if "-fopenmp" in extra_cflags:
+            raise RuntimeError("Error building extension 'x'\nclang: error: unsupported option '-fopenmp'")
+        return "kernel"
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", load)
+    monkeypatch.setattr(torch.__config__, "parallel_info", lambda: "ATen parallel backend: OpenMP")
+    monkeypatch.setattr(native, "built", lambda name: True)
+    assert native.build.__wrapped__("ntm_native") == "kernel"
+    assert ["-fopenmp" in flags for flags in calls] == [True, False]
+    assert capsys.readouterr().err.strip() == ("memrepro: warning: the native NTM kernel did not build with OpenMP "
+                                               "(Error building extension 'x'); building it for one thread")
+
+
 @pytest.mark.parametrize("model_cls", [NTM, DNC])
 def test_compiled_training_matches_eager(tmp_path, model_cls):
     """A few copy updates with compile=true write the metrics the eager run writes."""

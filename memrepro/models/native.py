@@ -37,21 +37,41 @@ def runs_eager(x, state, keep_states: bool) -> bool:
 @functools.cache
 def build(stem: str, folder: Path = HERE):
     """The compiled extension of ``<stem>.cpp`` with its ``native_common.h`` in ``folder`` (this
-    package's own by default; scripts/bench_kernels.py builds another revision's beside it)."""
+    package's own by default; scripts/bench_kernels.py builds another revision's beside it).
+
+    at::parallel_for is a header template: under PyTorch's OpenMP backend its threads exist only
+    if the kernel itself is compiled with OpenMP (without, it silently runs on one thread). A
+    compiler that has no OpenMP (Apple's clang) still gets a kernel, for one thread, with a warning.
+    """
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    try:
+        return compile_kernel(stem, folder, openmp)
+    except Exception as e:
+        if not openmp:
+            raise
+        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        print(f"memrepro: warning: the native {kind(stem)} kernel did not build with OpenMP ({first}); building it for one thread",
+              file=sys.stderr, flush=True)
+        return compile_kernel(stem, folder, openmp=False)
+
+
+def compile_kernel(stem: str, folder: Path, openmp: bool):
     from torch.utils.cpp_extension import load
 
     source, header = folder / f"{stem}.cpp", folder / HEADER.name
     # ATen's SIMD types (exp, tanh, masked tails) at the width PyTorch itself uses on this CPU.
     capability = torch.backends.cpu.get_cpu_capability()
     flags = ["-O3", "-march=native"] + ([f"-DCPU_CAPABILITY_{capability}"] if capability in ("AVX2", "AVX512") else [])
-    # at::parallel_for is a header template: under PyTorch's OpenMP backend its threads exist only
-    # if the kernel itself is compiled with OpenMP (without, it silently runs on one thread).
-    threads = ["-fopenmp"] if "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
+    threads = ["-fopenmp"] if openmp else []
     digest = hashlib.sha1(source.read_bytes() + header.read_bytes() + " ".join(flags + threads).encode()).hexdigest()[:10]
     name = f"memrepro_{stem}_{capability.lower()}_{digest}"
     if not built(name):
-        print(f"memrepro: building the native {stem.split('_')[0].upper()} kernel (once, ~30 s)", file=sys.stderr, flush=True)
+        print(f"memrepro: building the native {kind(stem)} kernel (once, ~30 s)", file=sys.stderr, flush=True)
     return load(name, [str(source)], extra_cflags=flags + threads, extra_ldflags=threads, extra_include_paths=[str(folder)], verbose=False)
+
+
+def kind(stem: str) -> str:
+    return stem.split("_")[0].upper()
 
 
 def built(name: str) -> bool:
