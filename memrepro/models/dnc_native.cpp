@@ -270,7 +270,7 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
       workspace(pool, 26, {T, B, N}, opt.dtype(at::kLong)),  // 26 ORDER: slots by ascending usage
   };
   // Everything starts at zero, as dnc.py's initial_state: index 0 of the [T + 1] buffers.
-  for (int k : {2, 6, 8, 16, 17, 18, 24}) t[k][0].zero_();
+  for (int k : {2, 6, 7, 8, 16, 17, 18, 24}) t[k][0].zero_();
   t[0][0].zero_();
   t[0].narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   const Saved v = pointers(t);
@@ -294,9 +294,10 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
         psi[i] = keep;
         u[i] = (up[i] + wwp[i] - up[i] * wwp[i]) * keep;
       }
-      // Write content lookup on M_{t-1}; its norms go to MN[t].
+      // Write content lookup on M_{t-1}, whose norms the previous step's read lookup left in MN[t]
+      // (M_0's: zero).
       float *kw = v.kw + sb * N, *cw = v.cw + sb * N, *mnp = v.mn + sb * N;
-      norms_and_products(N, W, Mp, 1, a + d.o_wkey, W, mnp, kw, N);
+      norms_and_products(N, W, Mp, 1, a + d.o_wkey, W, nullptr, kw, N);
       v.kwn[sb] = content_weights(a + d.o_wkey, W, a[d.o_wstr], mnp, N, kw, cw);
       // Allocation: slots by ascending usage (stable), a[phi_j] = (1 - s_j) prod_{i<j} s_i.
       int64_t* order = v.order + sb * N;

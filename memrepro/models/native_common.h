@@ -194,10 +194,11 @@ inline std::vector<at::Tensor> controller_weight_grads(const at::Tensor& dGP, co
 // slots, with no horizontal sum per slot and head and no masked tail for W = 20 (the NTM's
 // forward + backward at batch 32: 19.4 ms per sequence batch with rows of W, 16.3 with columns).
 
-// The norms |M(i)| and H keys' products k_h . M(i) (into K[h][i]); M is [W, N].
+// The norms |M(i)| (into mnorm, unless null: known already) and H keys' products k_h . M(i)
+// (into K[h][i]); M is [W, N].
 inline void norms_and_products(int64_t N, int64_t W, const float* M, int64_t H, const float* keys, int64_t key_stride, float* mnorm,
                                float* K, int64_t K_stride) {
-  blocks(N, [&](int64_t i, int64_t n) {
+  if (mnorm) blocks(N, [&](int64_t i, int64_t n) {
     Vec acc(0.f);
     for (int64_t j = 0; j < W; ++j) {
       const Vec m = Vec::loadu(M + j * N + i, n);
