@@ -49,13 +49,13 @@ def build(stem: str, folder: Path = HERE):
     except Exception as e:
         if not openmp:
             raise
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        print(f"memrepro: warning: the native {kind(stem)} kernel did not build with OpenMP ({first}); building it for one thread",
+        print(f"memrepro: warning: the native {kind(stem)} kernel did not build with OpenMP ({first_line(e)}); building it for one thread",
               file=sys.stderr, flush=True)
         return compile_kernel(stem, folder, openmp=False)
 
 
 def compile_kernel(stem: str, folder: Path, openmp: bool):
+    """`torch.utils.cpp_extension.load` of the kernel, cached under a name of its source and flags."""
     from torch.utils.cpp_extension import load
 
     source, header = folder / f"{stem}.cpp", folder / HEADER.name
@@ -71,7 +71,13 @@ def compile_kernel(stem: str, folder: Path, openmp: bool):
 
 
 def kind(stem: str) -> str:
+    """The model a kernel serves, for messages: "ntm_native" -> "NTM"."""
     return stem.split("_")[0].upper()
+
+
+def first_line(error: Exception) -> str:
+    """A failed build's reason: the compiler's message runs to many lines, its first says why."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def built(name: str) -> bool:

@@ -30,7 +30,7 @@ import torch
 
 from memrepro.errors import ConfigError
 from memrepro.models import dnc_native, ntm_native
-from memrepro.models.native import applies as native_scope
+from memrepro.models.native import applies as native_scope, first_line
 from memrepro.models.base import SequenceModel
 from memrepro.models.dnc import DNC
 from memrepro.models.ntm import NTM
@@ -103,9 +103,8 @@ def use_native_kernel(model: SequenceModel) -> bool:
         return False
     try:
         kernel.extension()
-    except Exception as e:  # the compiler's own message is many lines; its first says why
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        print(f"memrepro: warning: compile=true: the native {type(model).__name__} kernel did not build ({first}); using TorchInductor",
+    except Exception as e:
+        print(f"memrepro: warning: compile=true: the native {type(model).__name__} kernel did not build ({first_line(e)}); using TorchInductor",
               file=sys.stderr)
         return False
     model.run_steps = functools.partial(kernel.run_steps, model, model.run_steps)
