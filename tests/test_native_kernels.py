@@ -62,13 +62,36 @@ def test_dnc_outputs_and_gradients_match_autograd(kwargs):
 @pytest.mark.parametrize("steps", [3, 4])
 def test_dnc_final_link_matrix_for_odd_and_even_lengths(steps):
     """The kernel keeps the link matrices of even steps, the last odd one in a slot of its own
-    (dnc_native.cpp, Links): the final state is the Python model's either way. A few steps into
-    16 slots leave the allocation's order free of near-ties, so the whole state compares."""
+    (dnc_native.cpp, Links): the final state is the Python model's either way, up to which of
+    two slots written alike the allocation took (a last-bit tie in usage that the two round
+    differently: with 8-float vectors it flips at step 4 here, with 16-float ones it did not)."""
     model, x = small_dnc(memory_slots=16), torch.randn(2, steps, 5)
     _, _, state = dnc_native.run_steps(model, model.run_steps, x)
     _, _, eager = model.run_steps(x)
-    for name in ("link", "precedence", "memory", "usage", "read_weights"):
-        torch.testing.assert_close(getattr(state, name), getattr(eager, name), rtol=1e-5, atol=1e-6, msg=name)
+    for b in range(x.shape[0]):
+        slot = matching_slots(state, eager, b)
+        for name, ours, theirs in [("memory", state.memory[b][slot], eager.memory[b]),
+                                   ("usage", state.usage[b][slot], eager.usage[b]),
+                                   ("precedence", state.precedence[b][slot], eager.precedence[b]),
+                                   ("read_weights", state.read_weights[b][:, slot], eager.read_weights[b]),
+                                   ("link", state.link[b][slot][:, slot], eager.link[b])]:
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6, msg=f"sequence {b}: {name}")
+
+
+def matching_slots(state, eager, b: int) -> torch.Tensor:
+    """For each of the eager state's slots, the slot of ``state`` that holds the same thing
+    (memory row, usage, precedence): pairs taken closest first, so slots written alike, which
+    differ in the last bits only, pair up among themselves in either order."""
+    def signature(s):
+        return torch.cat([s.memory[b], s.usage[b][:, None], s.precedence[b][:, None]], dim=1)
+
+    distance = torch.cdist(signature(eager), signature(state))
+    slot = torch.full((distance.shape[0],), -1)
+    for _ in range(len(slot)):
+        theirs, ours = divmod(int(distance.argmin()), distance.shape[1])
+        slot[theirs] = ours
+        distance[theirs, :] = distance[:, ours] = float("inf")
+    return slot
 
 
 def assert_matches_autograd(model, kernel, x, final=None):
