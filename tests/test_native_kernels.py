@@ -6,6 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment  # scipy comes with scikit-learn
 
 from memrepro.models import dnc_native, native, ntm_native
 from memrepro.models.dnc import DNC
@@ -80,18 +81,13 @@ def test_dnc_final_link_matrix_for_odd_and_even_lengths(steps):
 
 def matching_slots(state, eager, b: int) -> torch.Tensor:
     """For each of the eager state's slots, the slot of ``state`` that holds the same thing
-    (memory row, usage, precedence): pairs taken closest first, so slots written alike, which
-    differ in the last bits only, pair up among themselves in either order."""
+    (memory row, usage, precedence), as the pairing of least total distance: slots written
+    alike, which differ in the last bits only, pair up among themselves in either order."""
     def signature(s):
         return torch.cat([s.memory[b], s.usage[b][:, None], s.precedence[b][:, None]], dim=1)
 
-    distance = torch.cdist(signature(eager), signature(state))
-    slot = torch.full((distance.shape[0],), -1)
-    for _ in range(len(slot)):
-        theirs, ours = divmod(int(distance.argmin()), distance.shape[1])
-        slot[theirs] = ours
-        distance[theirs, :] = distance[:, ours] = float("inf")
-    return slot
+    _, slot = linear_sum_assignment(torch.cdist(signature(eager), signature(state)).detach().numpy())
+    return torch.as_tensor(slot)
 
 
 def assert_matches_autograd(model, kernel, x, final=None):
