@@ -49,8 +49,8 @@ class SequenceModel(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0])
         outputs, states = [], []
-        for t in range(x.shape[1]):
-            y, state = self.step(x[:, t], state)
+        for x_t in x.unbind(1):  # not x[:, t]: a slice's backward writes a full-size gradient
+            y, state = self.step(x_t, state)
             outputs.append(y)
             if keep_states:
                 states.append(state)

@@ -42,9 +42,10 @@ class CellStack(SequenceModel):
         if state is None:
             state = self.initial_state(x.shape[0])
         for cell, layer_state in zip(self.cells, state):
-            wx, outs = cell.input(x), []
-            for t in range(x.shape[1]):
-                layer_state = cell(wx[:, t], layer_state)
+            outs = []
+            # unbind, not wx[:, t]: each slice's backward would write a full-size gradient (O(T²))
+            for wx_t in cell.input(x).unbind(1):
+                layer_state = cell(wx_t, layer_state)
                 outs.append(cell.hidden(layer_state))
             x = torch.stack(outs, dim=1)
         return self.readout(self.dropout(x))

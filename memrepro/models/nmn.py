@@ -194,9 +194,9 @@ class NMN(SequenceModel):
             if self.memory:
                 fire, new = layer.new_memories(h, x, self.write_always)
                 memory, before = state[i], []
-                for t in range(x.shape[1]):
+                for fire_t, new_t in zip(fire.unbind(1), new.unbind(1)):
                     before.append(memory)
-                    memory = layer.write(memory, fire[:, t], new[:, t], self.gamma, self.decay_floor)
+                    memory = layer.write(memory, fire_t, new_t, self.gamma, self.decay_floor)
                 h = layer.read(h, torch.stack(before, dim=1))
             a = h
         return self.output(a)

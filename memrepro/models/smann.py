@@ -127,14 +127,15 @@ class NC(SequenceModel):
         m = self.mask(state.t + T, state.t)
         skip = [not on for on in (m > 0.5).tolist()] if not torch.is_grad_enabled() else [False] * T
         h1, c1, h2, c2 = state.h1, state.c1, state.h2, state.c2
-        wx1, hs1 = self.layer1.input(x), []
-        for t in range(T):
-            h1, c1 = self.layer1_step(wx1[:, t], h1, c1, m[t])
+        hs1 = []
+        # unbind, not wx[:, t]: each slice's backward would write a full-size gradient (O(T²))
+        for wx_t, m_t in zip(self.layer1.input(x).unbind(1), m.unbind(0)):
+            h1, c1 = self.layer1_step(wx_t, h1, c1, m_t)
             hs1.append(h1)
-        wx2, hs2 = self.layer2.input(torch.stack(hs1, dim=1)), []
-        for t in range(T):
-            if not skip[t]:  # m_t = 0 leaves layer 2 as it is; with gradients we still compute it for the ST estimator
-                h2, c2 = self.layer2_step(wx2[:, t], h2, c2, m[t])
+        hs2 = []
+        for wx_t, m_t, off in zip(self.layer2.input(torch.stack(hs1, dim=1)).unbind(1), m.unbind(0), skip):
+            if not off:  # m_t = 0 leaves layer 2 as it is; with gradients we still compute it for the ST estimator
+                h2, c2 = self.layer2_step(wx_t, h2, c2, m_t)
             hs2.append(h2)
         self.last_steps = state.t + T
         return torch.stack(hs2, dim=1), m, NCState(state.t + T, h1, c1, h2, c2)
@@ -218,11 +219,12 @@ class SMANN(NC):
         hs2, m, _ = self.controller(x, NCState(*state[:5]))
         on = (m > 0.5).tolist()
         iface = self.interface(hs2[:, on])  # only the mask-on steps need the interface
-        memory, read, reads, k = state.memory, state.read, [], 0
-        for t in range(x.shape[1]):
-            if on[t]:
-                memory, read = self.access(memory, read, iface[:, k], m[t])
-                k += 1
+        memory, read, reads = state.memory, state.read, []
+        steps_on = iter(zip(iface.unbind(1), m[on].unbind(0)))
+        for step_on in on:
+            if step_on:
+                iface_t, m_t = next(steps_on)
+                memory, read = self.access(memory, read, iface_t, m_t)
             reads.append(read)
         return self.readout(self.dropout(torch.cat([hs2, torch.stack(reads, dim=1)], dim=-1)))
 
