@@ -14,7 +14,7 @@ PARALLEL = $(if $(filter-out 1,$(SEEDS_PER_JOB)),trainer.parallel_seeds=$(SEEDS_
 RUN_ARGS ?= model=nmn task=extended_recall
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench tables clean
+.PHONY: help install run test test-full bench tables report clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,13 +42,16 @@ test-full: install ## All tests, the slow learning tests included
 bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"; docs/benchmarks.md)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
-table-%: install ## Reproduce one paper table: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
+table-%: install ## Reproduce one paper table into outputs/tables/<id>/<scale> and the results store results/<id>/<scale>: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
 	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL) $(ARGS)
-	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE)
+	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE) --store results/$*/$(SCALE)
 
-tables: install ## Every paper table, then outputs/tables/index.md (SCALE=quick also regenerates docs/REPRODUCTION.md)
+tables: install ## Every paper table at SCALE, then `make report`
 	@for t in $(TABLES); do $(MAKE) --no-print-directory table-$$t || echo "table-$$t did not finish"; done
-	$(BIN)/memrepro-report --index outputs/tables $(if $(filter quick,$(SCALE)),--doc docs/REPRODUCTION.md)
+	$(MAKE) --no-print-directory report
+
+report: install ## Regenerate every stored table under results/ and docs/REPRODUCTION.md from the results store alone
+	$(BIN)/memrepro-report --index results --doc docs/REPRODUCTION.md
 
 clean: ## Remove the virtual environment and caches (outputs/ is kept)
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -1,5 +1,6 @@
 """Config plumbing shared by the CLI, the report and the tests: where the configs live, the
-``${sc:...}`` scale resolver, the config groups' options, and composing a config without the CLI."""
+``${sc:...}``/``${epochs:...}`` scale resolvers, the config groups' options, and composing a config
+without the CLI."""
 from __future__ import annotations
 
 import subprocess
@@ -13,10 +14,32 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "task", "trainer", "scale", "experiment")
 
 
+def fraction(which: str, root) -> float:
+    """The chosen scale's fraction of the paper's budget ``which`` (steps, data, eval): the table's
+    own ``budgets.<scale>.<which>`` where its experiment file sets one, else conf/scale/<scale>.yaml's."""
+    own = (root.get("budgets") or {}).get(root.scale.name) or {}
+    return float(own.get(which, root.scale[which]))
+
+
 def scaled(which: str, paper_value, *, _root_) -> int:
     """``${sc:steps,20000}`` -> 20000 x the chosen scale's ``steps`` fraction, at least 1."""
-    fraction = _root_.scale[which]
-    return max(1, int(round(float(paper_value) * fraction)))
+    return max(1, int(round(float(paper_value) * fraction(which, _root_))))
+
+
+def scaled_epochs(paper_epochs, *, _root_) -> int:
+    """``${epochs:100}``: passes over a training split that the scale has shrunk by its ``data``
+    fraction, so that the optimizer updates are the paper's x the ``steps`` fraction (shrinking the
+    data must not shrink the updates a second time): 100 x steps / data, at least 1."""
+    return max(1, int(round(float(paper_epochs) * fraction("steps", _root_) / fraction("data", _root_))))
+
+
+def pixels(dataset: str) -> int:
+    """``${pixels:digits}`` = 64: the steps of a pixel-by-pixel image sequence (chrono's T_max)."""
+    from memrepro.data.mnist import IMAGE_SHAPES, check_dataset
+
+    check_dataset(dataset)
+    h, w = IMAGE_SHAPES[dataset]
+    return h * w
 
 
 def first_set(*values):
@@ -25,7 +48,7 @@ def first_set(*values):
 
 
 def register_resolvers() -> None:
-    for name, fn in (("sc", scaled), ("first", first_set)):
+    for name, fn in (("sc", scaled), ("epochs", scaled_epochs), ("pixels", pixels), ("first", first_set)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

@@ -29,3 +29,28 @@ def test_model_trains_on_task(model, task, tmp_path):
     assert summary["status"] == "completed" and summary["parameters"] > 0
     assert summary["steps"] >= 1
     assert all(math.isfinite(v) for v in summary["final"].values() if isinstance(v, float))
+
+
+def test_a_scale_shrinks_the_updates_once_not_twice():
+    """Dataset regime: the data shrinks by the scale's `data` fraction and the epochs grow by
+    1/data, so the optimizer updates are the paper's x `steps` (smann-3: 35,000 training
+    sequences at batch 200, 100 epochs = 17,500 updates at paper scale)."""
+    from memrepro.config import compose
+
+    def updates(scale, *extra):
+        cfg = compose(["experiment=smann_3", "+experiment/smann/model=lstm_32x2", "+experiment/smann/task=add", f"scale={scale}", *extra])
+        return cfg.trainer.epochs * math.ceil(0.7 * cfg.task.dataset_size / cfg.trainer.batch_size)
+
+    assert updates("paper") == 17_500
+    fraction = compose(["experiment=smann_3", "scale=quick"]).budgets.quick.steps
+    assert updates("quick") == pytest.approx(17_500 * fraction, rel=0.1)
+    # a table's own budget for a scale replaces conf/scale/<scale>.yaml's fractions
+    assert updates("smoke", "+budgets.smoke.steps=0.02", "+budgets.smoke.data=0.08") == 350
+
+
+@pytest.mark.parametrize("dataset, t_max", [("mnist", 784), ("digits", 64)])
+def test_the_chrono_t_max_follows_the_images(dataset, t_max):
+    from memrepro.config import compose
+
+    cfg = compose(["experiment=smann_1", "+experiment/smann/model=clstm_128", "+experiment/smann/task=mnist", f"mnist_dataset={dataset}"])
+    assert cfg.model.t_max == t_max

@@ -156,6 +156,21 @@ def test_frequency_periods_come_from_the_class_intervals():
     assert 0.2 < share_short < 0.47  # uniform on the union: 0.5 / (0.5 + 1.0) = 1/3
 
 
+def test_frequency_bayes_error_is_the_overlap_of_the_aliased_frequencies():
+    # dt = 1: periods (1.25, 1.5) alias onto ν = 1 − 1/P ∈ (0.2, 1/3), the band of periods (3, 5)
+    # (ν = 1/P); with P uniform the densities are 4/(1−ν)² and 0.5/ν², so the floor is
+    # ½ ∫ min(p₀, p₁) dν over (0.2, 1/3), here by quadrature
+    nu = torch.linspace(0.2, 1 / 3, 200_001, dtype=torch.float64)
+    floor = 0.5 * torch.trapezoid(torch.minimum(4 / (1 - nu) ** 2, 0.5 / nu**2), nu).item()
+    assert Frequency(dt=1.0, periods_class1=[[1.25, 1.5]], periods_class0=[[3.0, 5.0]]).bayes_error == pytest.approx(floor, abs=0.003)
+    assert 0.4 < floor < 0.5
+    # separated bands without aliasing: nothing to confuse; SMANN's printed task: ~41 % (the
+    # issue's independent Monte-Carlo estimate: 40.8 %), solvable at dt = 0.1 ms
+    assert Frequency(dt=0.1, periods_class1=[[1.0, 2.0]], periods_class0=[[2.5, 3.0]]).bayes_error == 0
+    assert Frequency().bayes_error == pytest.approx(0.408, abs=0.005)
+    assert Frequency(dt=0.1).bayes_error < 0.01
+
+
 # --- memory_recall ---------------------------------------------------------------------------------
 def test_memory_recall_outputs_the_stored_numbers_on_the_blank_cue():
     task = MemoryRecall(length=2, bits=5)

@@ -12,6 +12,11 @@ from memrepro.results import io
 AXIS_KEYS = ("seed", "model", "task", "scale", "experiment", "resume", "run_dir", "device", "threads", "compile", "plots", "trainer.progress", "trainer.parallel_seeds")
 
 
+# summary keys the verdicts read as evidence (chance from the output kind and size; a forcing
+# trainer's engaged share; the curriculum lesson reached)
+EVIDENCE_KEYS = ("output_kind", "output_size", "steps", "lesson", "forcing_engaged", "correct_predictions")
+
+
 def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).rglob(io.SUMMARY))
 
@@ -64,6 +69,7 @@ def load_runs(root: Path) -> pd.DataFrame:
             "scale": s.get("scale"),
             "experiment": s.get("experiment"),
             "overrides": s.get("overrides", []),
+            **{k: s.get(k) for k in EVIDENCE_KEYS},
             **{k: v for k, v in (s.get("final") or {}).items()},
         })
     return pd.DataFrame(rows)
@@ -75,7 +81,7 @@ def load_curves(root: Path, runs: pd.DataFrame) -> pd.DataFrame:
     for _, r in runs[runs["status"].isin(["completed", "solved"])].iterrows():
         path = Path(root) / r["run_dir"] / io.METRICS
         if path.exists():
-            frames.append(pd.read_csv(path).assign(cell=r["cell"], task=r["task"], seed=r["seed"]))
+            frames.append(pd.read_csv(path).assign(run_dir=r["run_dir"], cell=r["cell"], task=r["task"], seed=r["seed"]))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -92,5 +98,5 @@ def summarise(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 
 def final_metric_columns(runs: pd.DataFrame) -> list[str]:
     """The evaluation metrics present in the runs' summaries (training averages left out)."""
-    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds", "wall_seconds", "started_at", "commit", "scale", "experiment", "overrides"}
+    identity = {"run_dir", "model", "task", "variant", "cell", "seed", "status", "error", "parameters", "sequences", "train_seconds", "wall_seconds", "started_at", "commit", "scale", "experiment", "overrides", *EVIDENCE_KEYS}
     return [c for c in runs.columns if c not in identity and not c.startswith("train_") and pd.api.types.is_numeric_dtype(runs[c])]

@@ -6,8 +6,9 @@
   paper's numbers beside ours, verdicts and the paper's claims checked (see `tables.py`).
   Without a paper, ``table.md/.csv`` are the cells table.
 
-`memrepro-report --index outputs/tables` gathers every reproduced table into ``index.md`` (and
-``--doc docs/REPRODUCTION.md`` writes the same page for the repository).
+With ``--store results/<id>/<scale>`` the table's runs are also kept in the committed results
+store (`store.py`); `memrepro-report --index results --doc docs/REPRODUCTION.md` regenerates every
+stored table and the reproduction page from it alone.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from memrepro.errors import MemreproError
-from memrepro.results import aggregate, tables
+from memrepro.results import aggregate, store, tables
 from memrepro.results.plots import plot_convergence
 
 CURVE_METRICS = ("eval_bit_errors", "eval_error", "eval_mse", "eval_nll", "val_error", "val_mse", "val_nll", "val_bit_errors")
@@ -40,7 +41,7 @@ def cells_table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return out
 
 
-def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> dict[str, Path]:
+def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = None, store_dir: Path | None = None) -> dict[str, Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise MemreproError(f"{sweep_dir} is not a folder: give the sweep folder (outputs/sweeps/<time>)")
@@ -60,17 +61,25 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
     if len(failed):
         lines += ["", "## Runs that did not finish", "", failed[["run_dir", "status", "error"]].to_markdown(index=False)]
     written["cells_md"].write_text("\n".join(lines) + "\n")
+    curves = aggregate.load_curves(sweep_dir, runs)
+    shown = [metric] if metric else curve_metrics(curves, tables.load_paper(paper_id) if paper_id else None)
     if paper_id:
         scale = runs["scale"].dropna().iloc[0] if runs["scale"].notna().any() else "?"
         experiment = runs["experiment"].dropna().iloc[0] if runs["experiment"].notna().any() else None
-        written.update(tables.paper_report(runs, tables.load_paper(paper_id), out_dir, scale, experiment))
-    curves = aggregate.load_curves(sweep_dir, runs)
-    shown = [metric] if metric else curve_metrics(curves, tables.load_paper(paper_id) if paper_id else None)
+        meta = tables.meta(runs, paper_id, scale, experiment)
+        written.update(tables.paper_report(runs, curves, tables.load_paper(paper_id), out_dir, meta))
+        if store_dir:
+            written["store"] = store.save(store_dir, runs, curves, [*shown, *evidence_curves(tables.load_paper(paper_id))], meta)
     if shown and not curves.empty:
         figure = plot_convergence(curves, shown, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
         if figure:
             written["figure"] = figure
     return written
+
+
+def evidence_curves(paper: dict) -> list[str]:
+    """Every curve a row's verdict may read (its metric, or the validation curve of a test metric)."""
+    return [f"{split}_{(row.get('metric') or '').removeprefix('test_')}" for row in paper["rows"] for split in ("val", "eval")] + [row.get("metric") or "" for row in paper["rows"]]
 
 
 def curve_metrics(curves: pd.DataFrame, paper: dict | None) -> list[str]:
@@ -89,31 +98,54 @@ def curve_metrics(curves: pd.DataFrame, paper: dict | None) -> list[str]:
     return [next(c for c in CURVE_METRICS if c in curves)] if any(c in curves for c in CURVE_METRICS) else []
 
 
-def index(tables_dir: Path, doc: Path | None = None) -> Path:
-    """index.md over every reproduced table under ``tables_dir`` (<id>/<scale>/table.md), listing
-    the paper tables not yet run with the reason."""
-    tables_dir = Path(tables_dir)
-    done = {p.parent for p in tables_dir.glob("*/*/table.md")}
+def regenerate(folder: Path) -> dict:
+    """A stored table's files (table.md/.csv/.tex, status.json, convergence.png) from its results
+    folder alone; returns its status."""
+    runs, curves, meta = store.load(folder)
+    paper = tables.load_paper(meta["paper"])
+    written = tables.paper_report(runs, curves, paper, folder, meta)
+    shown = curve_metrics(curves, paper) if not curves.empty else []
+    if shown:
+        plot_convergence(curves, shown, folder / "convergence.png", title=meta["paper"])
+    return json.loads(written["status"].read_text())
+
+
+def not_run_line(paper_id: str, done: list[dict]) -> str:
+    """What the index says of a scale not stored: the paper-scale cost, estimated from the quick
+    runs' measured training time (their updates are the steps fraction of the paper's)."""
+    quick = next((st for st in done if st["scale"] != "paper" and st.get("steps_fraction")), None)
+    if quick:
+        hours = quick["train_hours"] / quick["steps_fraction"]
+        return f"paper scale not run: ≈ {hours:.0f} core-hours (≈ {hours / 2:.0f} h on 2 cores), from the {quick['scale']} runs' time per update: `make table-{paper_id} SCALE=paper`"
+    why = tables.load_paper(paper_id).get("not_run") or f"not run yet (its estimated wall time is in conf/experiment/{paper_id.replace('-', '_')}.yaml)"
+    return f"{why}: `make table-{paper_id}`"
+
+
+def index(results_dir: Path, doc: Path | None = None) -> Path:
+    """index.md over every stored table under ``results_dir`` (<id>/<scale>/), each regenerated
+    from its results, with a line for each paper table or paper scale not stored."""
+    results_dir = Path(results_dir)
+    done = store.folders(results_dir)
     lines = ["# Reproduction status", "",
-             "Generated by `make tables` from the runs under `outputs/tables/`; never edited by hand. "
-             "Each section is one table or figure of the source papers, with our numbers beside the published ones.", ""]
-    summary = []
+             "Generated by `make report` from the committed results store `results/` (written by `make table-<id>`); never edited by hand. "
+             "Each section is one table or figure of the source papers, with our numbers beside the published ones; "
+             "a row that differs gives the evidence why, read off its own runs.", ""]
+    summary, sections = [], []
     for paper_id in tables.paper_ids():
-        folders = sorted(d for d in done if d.parent.name == paper_id)
-        if not folders:
-            why = tables.load_paper(paper_id).get("not_run") or f"not run yet (its estimated wall time is in conf/experiment/{paper_id.replace('-', '_')}.yaml)"
-            summary.append({"table": paper_id, "scale": "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": f"{why}: `make table-{paper_id}`"})
-            continue
-        for d in folders:
-            st = json.loads((d / "status.json").read_text())
+        folders = [d for d in done if d.parent.name == paper_id]
+        statuses = []
+        for d in sorted(folders, key=lambda d: d.name != "paper"):
+            st = regenerate(d)
+            statuses.append(st)
             summary.append({"table": paper_id, "scale": d.name, "wall time (min)": st["wall_minutes"],
                             "rows matching": f"{st['rows_matching']}/{st['rows_run']} run ({st['rows']} rows)",
                             "claims holding": f"{st['claims_holding']}/{st['claims_checked']}" if st["claims_checked"] else "—", "status": "run"})
-    lines += [pd.DataFrame(summary).to_markdown(index=False), ""]
-    for d in sorted(done):
-        lines += ["---", "", (d / "table.md").read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
+            sections += ["---", "", (d / "table.md").read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
+        if not any(st["scale"] == "paper" for st in statuses):
+            summary.append({"table": paper_id, "scale": "paper" if statuses else "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": not_run_line(paper_id, statuses)})
+    lines += [pd.DataFrame(summary).to_markdown(index=False), "", *sections]
     text = "\n".join(lines)
-    out = tables_dir / "index.md"
+    out = results_dir / "index.md"
     out.write_text(text)
     if doc:
         Path(doc).write_text(text)
@@ -125,14 +157,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder (outputs/sweeps/<time>), or with --index the tables folder")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the sweep folder)")
     parser.add_argument("--metric", default=None, help="metric of the convergence figure (default: the eval set's primary metric)")
-    parser.add_argument("--index", action="store_true", help="write index.md over every table under sweep_dir")
+    parser.add_argument("--store", type=Path, default=None, help="also keep a paper table's runs in this results folder (results/<id>/<scale>)")
+    parser.add_argument("--index", action="store_true", help="regenerate every stored table under sweep_dir (the results store) and its index.md")
     parser.add_argument("--doc", type=Path, default=None, help="with --index: also write this page (docs/REPRODUCTION.md)")
     args = parser.parse_args(argv)
     try:
         if args.index:
             print(f"index: {index(args.sweep_dir, args.doc)}")
             return
-        written = report(args.sweep_dir, args.out, args.metric)
+        written = report(args.sweep_dir, args.out, args.metric, args.store)
     except MemreproError as e:
         print(f"memrepro-report: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,7 +1,8 @@
 """A paper's table beside ours: per row of `memrepro/papers/<id>.yaml`, our mean ± std over seeds,
-the paper's value, the difference and a verdict (tolerance from the yaml); the paper's qualitative
-claims checked on our numbers; a header with the scale, the settings that differ from the paper's,
-wall time, commit and date."""
+the paper's value, the difference, a verdict (tolerance from the yaml) and, for a row that differs,
+the evidence why (`evidence.py`); the paper's qualitative claims checked on our numbers; a header
+with the scale, the settings that differ from the paper's, wall time, and the commit and date the
+runs were trained at. Everything is computed from a results folder (`store.py`) and the yaml."""
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from memrepro.config import RUNTIME_KEYS, code_commit
+from memrepro.config import RUNTIME_KEYS, compose, fraction
 from memrepro.errors import MemreproError
+from memrepro.results import evidence
 
 PAPERS_DIR = Path(__file__).resolve().parent.parent / "papers"
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -47,14 +49,23 @@ def _override_str(value) -> str:
     return str(value)
 
 
+def row_runs(runs: pd.DataFrame, row: dict) -> pd.DataFrame:
+    """The runs of a paper row's cell, whatever their status."""
+    if row.get("model") is None or runs.empty:
+        return runs.iloc[:0]
+    wanted = {**(row.get("variant") or {}), **(row.get("task_variant") or {})}
+    sel = runs[(runs["model"] == row["model"]) & (runs["task"] == row["task"])]
+    return sel[[_matches(o, wanted) for o in sel["overrides"]]]
+
+
+def finished(runs: pd.DataFrame) -> pd.DataFrame:
+    return runs[runs["status"].isin(["completed", "solved"])]
+
+
 def row_values(runs: pd.DataFrame, row: dict) -> pd.Series:
     """Our values of a paper row's metric, one per finished seed."""
-    if row.get("model") is None or runs.empty:
-        return pd.Series(dtype=float)
-    wanted = {**(row.get("variant") or {}), **(row.get("task_variant") or {})}
-    sel = runs[(runs["model"] == row["model"]) & (runs["task"] == row["task"]) & runs["status"].isin(["completed", "solved"])]
-    sel = sel[[_matches(o, wanted) for o in sel["overrides"]]]
-    if row["metric"] not in sel:
+    sel = finished(row_runs(runs, row))
+    if row.get("metric") not in sel:
         return pd.Series(dtype=float)
     return sel[row["metric"]].dropna()
 
@@ -68,25 +79,30 @@ def verdict(ours: float, paper: float, tolerance: dict) -> str:
     return "✓ matches" if abs(ours - paper) <= allowed else "✗ differs"
 
 
-def likely_reason(row: dict, scale: str) -> str:
-    """Why a row differs: the paper yaml's own note for it, else the scale's reduced budget."""
-    if row.get("note"):
-        return row["note"]
+def likely_reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, steps_fraction: float | None) -> str:
+    """Why a row differs, from the runs' own evidence (a parameter count: the architecture)."""
     if row.get("metric") == "parameters":  # a count does not depend on the training budget
-        return "architectural details the source does not give (the model's docs page compares the counts)"
-    return f"scale {scale}: budgets below the paper's (settings above)" if scale != "paper" else "see docs/papers.md"
+        return row.get("note") or "architectural details the source does not give (the model's docs page compares the counts)"
+    done = finished(runs)
+    mine = curves[curves["run_dir"].isin(done["run_dir"])] if not curves.empty else curves
+    return evidence.reason(row, runs, mine, ours, row.get("value"), steps_fraction)
 
 
-def compare(runs: pd.DataFrame, paper: dict, scale: str = "paper") -> pd.DataFrame:
+def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None, steps_fraction: float | None = None) -> pd.DataFrame:
     """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict, and
-    for a row that differs its likely reason."""
+    for a row that differs the evidence why. A forcing row whose term never acted is not a
+    reproduction, whatever its number."""
     out = []
     tol = paper.get("tolerance", {})
+    curves = pd.DataFrame() if curves is None else curves
     for row in paper["rows"]:
+        mine = row_runs(runs, row)
         values = row_values(runs, row)
         mean = values.mean() if len(values) else math.nan
         std = values.std(ddof=1) if len(values) > 1 else math.nan
         literature = row.get("model") is None
+        v = "literature value" if literature else verdict(mean, row.get("value"), tol)
+        idle = v != "not run" and evidence.never_engaged(finished(mine))
         out.append({
             "row": row["label"],
             "task": row.get("task") or "—",
@@ -94,8 +110,8 @@ def compare(runs: pd.DataFrame, paper: dict, scale: str = "paper") -> pd.DataFra
             "ours_mean": mean, "ours_std": std, "n": len(values),
             "paper": row.get("value"), "paper_std": row.get("std"),
             "diff": mean - row["value"] if row.get("value") is not None and not math.isnan(mean) else math.nan,
-            "verdict": (v := "literature value" if literature else verdict(mean, row.get("value"), tol)),
-            "likely reason": likely_reason(row, scale) if v == "✗ differs" else "",
+            "verdict": "✗ not reproduced" if idle else v,
+            "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction) if v == "✗ differs" else "",
             "unit": row.get("unit", ""),
             "source": row.get("source", "") + (" (read off a figure)" if row.get("approx") else ""),
         })
@@ -156,8 +172,6 @@ def settings_that_differ(experiment: str, scale: str, ours: list[str], paper_cel
     """The settings of one of our runs (its overrides ``ours`` at ``scale``) that differ from the
     paper-scale composition of the experiment with the same cell (``paper_cell``: the sweep's own
     choices, without the extra settings given on the command line)."""
-    from memrepro.config import compose
-
     def flat(overrides, s):
         cfg = compose([f"experiment={experiment}", *overrides, f"scale={s}"])
         return pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0].to_dict()
@@ -166,12 +180,10 @@ def settings_that_differ(experiment: str, scale: str, ours: list[str], paper_cel
     return [f"`{k}` = {ours.get(k)!r} (paper scale: {paper.get(k)!r})" for k in sorted(set(ours) | set(paper)) if k not in ("scale.name", "scale.data", "scale.steps", "scale.eval") and ours.get(k) != paper.get(k)]
 
 
-def provenance(runs: pd.DataFrame) -> str:
-    """The commit(s) the runs were trained at (recorded in their summaries), else the report's."""
-    known = sorted(set(runs["commit"].dropna())) if "commit" in runs else []
-    if known:
-        return "trained at commit " + ", ".join(f"`{c}`" for c in known)
-    return f"report at commit `{code_commit()}` (the runs predate commit records)"
+def provenance(meta: dict) -> str:
+    """The commit(s) and dates the runs were trained at (recorded in their summaries)."""
+    commits = ", ".join(f"`{c}`" for c in meta["commits"])
+    return f"trained at commit {commits}, {meta['trained']}" if commits else f"trained {meta['trained']} (the runs predate commit records)"
 
 
 def wall_time(runs: pd.DataFrame) -> float:
@@ -181,31 +193,54 @@ def wall_time(runs: pd.DataFrame) -> float:
     return float((runs["started_at"] + runs["wall_seconds"].fillna(0)).max() - runs["started_at"].min())
 
 
-def header(paper: dict, runs: pd.DataFrame, scale: str, experiment: str | None) -> list[str]:
-    lines = [
-        f"# {paper['id']}: {paper['title']}", "",
-        f"*{paper['paper']}*, {paper['source']}. Scale **{scale}**; wall time {wall_time(runs) / 60:.1f} min; "
-        f"{provenance(runs)}; {time.strftime('%Y-%m-%d')}.", "",
-    ]
-    if paper.get("paper_settings"):
-        lines += ["The paper's settings: " + "; ".join(f"{k}: {v}" for k, v in paper["paper_settings"].items()) + ".", ""]
+def _day(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
+
+
+def meta(runs: pd.DataFrame, paper_id: str, scale: str, experiment: str | None) -> dict:
+    """What a table's header says about its runs, computed once when the results are stored (the
+    settings that differ come from composing the configs of the code that trained them)."""
+    diffs, steps = [], None
     if experiment:
         ours = [o for o in runs["overrides"].iloc[0] if o.split("=", 1)[0].lstrip("+") not in NOT_SETTINGS]
         # an override shared by every run and not a cell choice was given on the command line
         given = set.intersection(*(set(o) for o in runs["overrides"])) if len(runs) > 1 else set()
         paper_cell = [o for o in ours if o not in given or o.lstrip("+").startswith("experiment/")]
         diffs = settings_that_differ(experiment, scale, ours, paper_cell)
-        if diffs:
-            lines += [f"Settings that differ from the paper's at scale `{scale}`:", "", *[f"- {d}" for d in diffs], ""]
+        steps = fraction("steps", compose([f"experiment={experiment}", *ours, f"scale={scale}"]))
+    starts = runs["started_at"].dropna() if "started_at" in runs else pd.Series(dtype=float)
+    ends = (runs["started_at"] + runs["wall_seconds"].fillna(0)).dropna() if len(starts) else starts
+    return {
+        "paper": paper_id, "scale": scale, "experiment": experiment, "steps_fraction": steps,
+        "settings_that_differ": diffs,
+        "commits": sorted(set(runs["commit"].dropna())) if "commit" in runs else [],
+        "trained": f"{_day(starts.min())} to {_day(ends.max())}" if len(starts) and _day(starts.min()) != _day(ends.max()) else _day(starts.min()) if len(starts) else "date unknown",
+        "wall_minutes": round(wall_time(runs) / 60, 1),
+        "train_hours": round(float(runs["train_seconds"].fillna(0).sum()) / 3600, 2),
+    }
+
+
+def header(paper: dict, meta: dict) -> list[str]:
+    scale = meta["scale"]
+    lines = [
+        f"# {paper['id']}: {paper['title']}", "",
+        f"*{paper['paper']}*, {paper['source']}. Scale **{scale}**; wall time {meta['wall_minutes']:.1f} min; {provenance(meta)}.", "",
+    ]
+    if paper.get("paper_settings"):
+        lines += ["The paper's settings: " + "; ".join(f"{k}: {v}" for k, v in paper["paper_settings"].items()) + ".", ""]
+    if paper.get("readings"):
+        lines += ["Our readings where the paper cannot be run as printed:", "", *[f"- {r}" for r in paper["readings"]], ""]
+    if meta["settings_that_differ"]:
+        lines += [f"Settings that differ from the paper's at scale `{scale}`:", "", *[f"- {d}" for d in meta["settings_that_differ"]], ""]
     return lines
 
 
-def paper_report(runs: pd.DataFrame, paper: dict, out_dir: Path, scale: str, experiment: str | None) -> dict[str, Path]:
-    table = compare(runs, paper, scale)
+def paper_report(runs: pd.DataFrame, curves: pd.DataFrame, paper: dict, out_dir: Path, meta: dict) -> dict[str, Path]:
+    table = compare(runs, paper, curves, meta.get("steps_fraction"))
     claims = check_claims(table, paper)
     shown = display(table)
     tol = paper.get("tolerance", {})
-    lines = header(paper, runs, scale, experiment)
+    lines = header(paper, meta)
     lines += [shown.to_markdown(index=False), "",
               f"Verdict: ✓ when |ours − paper| ≤ max({tol.get('abs', 0)}, {tol.get('rel', 0)} × paper) (this table's tolerance); "
               "a row that differs is reported as differing, never tuned on the test set.", ""]
@@ -219,7 +254,7 @@ def paper_report(runs: pd.DataFrame, paper: dict, out_dir: Path, scale: str, exp
     written["tex"].write_text(shown.drop(columns=["source"]).to_latex(index=False, caption=f"{paper['title']} ({paper['source']})", label=f"tab:{paper['id']}"))
     ran = table[~table["verdict"].isin(["literature value", "not run"])]
     written["status"].write_text(json.dumps({
-        "scale": scale, "wall_minutes": round(wall_time(runs) / 60, 1),
+        "scale": meta["scale"], "wall_minutes": meta["wall_minutes"], "train_hours": meta["train_hours"], "steps_fraction": meta["steps_fraction"],
         "rows_matching": int((ran["verdict"] == "✓ matches").sum()), "rows_run": len(ran), "rows": len(table),
         "claims_holding": sum(c["holds"] == "✓" for c in claims), "claims_checked": sum(not c["holds"].startswith("—") for c in claims),
     }, indent=2))

@@ -9,6 +9,7 @@ papers are vague are listed in docs/tasks.md.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -237,6 +238,25 @@ class Frequency(Task):
                 if max(a[0], b[0]) < min(a[1], b[1]):
                     raise ConfigError(f"task.periods_class1 {a} overlaps task.periods_class0 {b}: the classes must not share periods")
         self.length, self.dt, self.periods_class1, self.periods_class0 = length, float(dt), one, zero
+
+    @functools.cached_property
+    def bayes_error(self) -> float:
+        """The least error any classifier can reach. Sampled every dt, a sinusoid of period P is
+        one of normalised frequency ν = (dt/P mod 1) folded onto [0, ½] (the aliases of ν and 1 − ν
+        are the same sequences up to a uniform phase), so the ideal observer sees ν alone and errs
+        on the overlap of the two classes' densities of ν: ½ ∫ min(p₀, p₁) dν, estimated from 2·10⁶
+        draws per class on 4,000 bins. SMANN's printed task (dt = 1 ms, periods (1, 2) vs (0, 1) ∪
+        (2, 3) ms) aliases: 0.407; at dt = 0.1 ms, 0.004 (docs/tasks.md)."""
+        generator, n, bins = torch.Generator().manual_seed(0), 2_000_000, 4000
+        densities = []
+        for periods in (self.periods_class1, self.periods_class0):
+            nu = torch.remainder(self.dt / _uniform_on(periods, n, generator), 1.0)
+            densities.append(torch.histc(torch.minimum(nu, 1 - nu).float(), bins=bins, min=0.0, max=0.5) / n)
+        return 0.5 * torch.minimum(*densities).sum().item()
+
+    def metrics(self, outputs: Tensor, batch: Batch) -> dict[str, float]:
+        """``bayes_error``: the floor of the error metric (logged beside it, as baselines are)."""
+        return {"bayes_error": self.bayes_error}
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         B, T = batch_size, self.length

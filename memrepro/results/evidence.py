@@ -1,0 +1,91 @@
+"""Why a reproduced row differs from the paper's, read off the runs' own data: at the task's chance
+or memoryless baseline, a published value below the task's Bayes error (all logged by the tasks), a forcing term that never acted, a curve
+still falling at the end or flat, diverged runs — and a named setting that differs (the paper
+yaml's ``note``). Every metric is lower-is-better."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+CHANCE_MARGIN = 0.02  # an error within this of chance is "at chance"
+BASELINE_MARGIN = 0.97  # a loss above 97 % of the memoryless baseline has not beaten it
+TREND = 0.05  # a relative change over the last quarter of the evaluations beyond which a curve moves
+
+
+def curve_metric(metric: str, curves: pd.DataFrame) -> str | None:
+    """The evaluated curve of a final metric: test metrics are final only, so their validation
+    (or evaluation) curve stands in."""
+    base = metric.removeprefix("test_")
+    return next((c for c in (metric, f"val_{base}", f"eval_{base}") if c in curves), None)
+
+
+def trend(curves: pd.DataFrame, column: str) -> tuple[float, int] | None:
+    """Relative change of the seeds' mean curve over its last quarter (at least 3 evaluations)."""
+    mean = curves.groupby("step")[column].mean().dropna()
+    if len(mean) < 3:
+        return None
+    k = max(3, math.ceil(len(mean) / 4))
+    start, end = mean.iloc[-k], mean.iloc[-1]
+    return (end - start) / abs(start) if start else 0.0, k
+
+
+def chance_error(runs: pd.DataFrame, metric: str) -> float | None:
+    """1 − 1/C for a classification error (C classes = the model's output size)."""
+    if not metric.endswith("error") or "output_kind" not in runs or not (runs["output_kind"] == "classification").all():
+        return None
+    sizes = runs["output_size"].dropna().unique()
+    return 1 - 1 / sizes[0] if len(sizes) == 1 and sizes[0] > 1 else None
+
+
+def logged(runs: pd.DataFrame, metric: str, *kinds: str) -> tuple[str, float] | None:
+    """A reference value the task logs beside a metric (``test_baseline_mse`` beside
+    ``test_mse``; a task with one baseline for its loss logs ``test_baseline``): name and mean."""
+    split, _, name = metric.partition("_")
+    names = [f"{split}_{kind}_{name}" for kind in kinds] + ([f"{split}_baseline"] if name == "loss" and "baseline" in kinds else [])
+    col = next((c for c in names if c in runs and runs[c].notna().any()), None)
+    return (col, float(runs[col].mean())) if col else None
+
+
+def never_engaged(runs: pd.DataFrame) -> bool:
+    """A forcing trainer's runs whose adversarial or classifier term never acted."""
+    if "forcing_engaged" not in runs:
+        return False
+    shares = runs["forcing_engaged"].dropna()
+    return len(shares) > 0 and (shares == 0).all()
+
+
+def reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, paper: float | None, steps_fraction: float | None) -> str:
+    """The evidence for a row that differs, as one line."""
+    metric = row["metric"]
+    found = []
+    floor = logged(runs, metric, "bayes")
+    if floor and paper is not None and paper < floor[1] - CHANCE_MARGIN:
+        found.append(f"the paper's {paper:.3g} is below the task's Bayes error {floor[1]:.3g} (the least error possible as specified: docs/tasks.md)")
+    elif floor and ours <= floor[1] + CHANCE_MARGIN:
+        found.append(f"at the task's Bayes error {floor[1]:.3g}")
+    diverged = int((runs["status"].eq("diverged") | runs["error"].astype(str).str.contains("non-finite|diverg")).sum())
+    if diverged:
+        found.append(f"{diverged} of {len(runs)} seeds diverged")
+    chance = chance_error(runs, metric)
+    if chance is not None and ours >= chance - CHANCE_MARGIN:
+        found.append(f"at chance ({ours:.3g}; chance {chance:.3g})")
+    base = logged(runs, metric, "baseline", "persistence")
+    if base and ours >= BASELINE_MARGIN * base[1]:
+        found.append(f"not below the task's memoryless baseline ({ours:.3g} vs {base[0]} {base[1]:.3g})")
+    column = curve_metric(metric, curves) if not curves.empty else None
+    moved = trend(curves, column) if column else None
+    if moved:
+        change, k = moved
+        budget = f" at {steps_fraction:.2g}× the paper's updates" if steps_fraction is not None and steps_fraction < 1 else ""
+        if change <= -TREND:
+            found.append(f"still improving at the end ({column} {change:+.0%} over the last {k} evaluations{budget})")
+        elif change >= TREND:
+            found.append(f"getting worse at the end ({column} {change:+.0%} over the last {k} evaluations)")
+        else:
+            found.append(f"plateaued ({column} {change:+.1%} over the last {k} evaluations)")
+    if paper is not None and not math.isnan(ours):
+        found.insert(0, "ours " + ("higher" if ours > paper else "lower"))
+    if row.get("note"):
+        found.append(row["note"])
+    return "; ".join(found) or "no curve was recorded for this row"
