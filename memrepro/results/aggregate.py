@@ -14,7 +14,7 @@ AXIS_KEYS = ("seed", "model", "task", "scale", "experiment", "resume", "run_dir"
 
 # summary keys the verdicts read as evidence (chance from the output kind and size; a forcing
 # trainer's engaged share; the curriculum lesson reached)
-EVIDENCE_KEYS = ("output_kind", "output_size", "steps", "lesson", "forcing_engaged", "correct_predictions")
+EVIDENCE_KEYS = ("output_kind", "output_size", "steps", "lesson", "lessons", "forcing_engaged", "correct_predictions")
 
 
 def find_runs(root: Path) -> list[Path]:

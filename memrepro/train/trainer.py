@@ -198,10 +198,12 @@ class Trainer:
 
     def _loss(self, outputs: Tensor, batch: Batch) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         """The task loss of given outputs, its metrics, and the total with the model's regularisers.
-        Non-regression tasks also report ``correct``: the share of sequences entirely right."""
+        Non-regression tasks also report ``correct``: the share of sequences entirely right, and
+        ``sequence_error``: the share not (lower is better, for curriculum and early-stop rules)."""
         loss, metrics = loss_and_metrics(self.task.output_kind, outputs, batch, self.task.num_classes)
         if self.task.output_kind != "regression":
             metrics["correct"] = self.sequence_correct(outputs, batch).float().mean()
+            metrics["sequence_error"] = 1 - metrics["correct"]
         return loss, metrics, loss + self.model.extra_loss()
 
     def sequence_correct(self, outputs: Tensor, batch: Batch) -> Tensor:
@@ -334,6 +336,7 @@ class Trainer:
             "sequences": s.sequences,
             "epochs": s.epoch,
             "lesson": s.lesson,
+            "lessons": self.task.num_lessons,
             "train_seconds": seconds,
             "sequences_per_second": s.sequences / seconds if seconds > 0 else None,
             "skipped_updates": s.skipped,
