@@ -33,7 +33,7 @@ def test_a_curve_still_falling_names_the_budget():
 def test_a_curve_turning_up_and_a_loss_at_the_memoryless_baseline():
     runs = runs_of(test_loss=[0.16, 0.15], test_baseline=[0.1475, 0.1475]).assign(output_kind="classification", output_size=9)
     why = reason({"label": "c", "metric": "test_loss"}, runs, curve([0.3, 0.1, 0.12, 0.15], "val_loss"), 0.155, 0.09, None)
-    assert "not below the task's memoryless baseline (0.155 vs test_baseline 0.147)" in why
+    assert "not below the task's baseline (0.155 vs test_baseline 0.147)" in why
     assert "getting worse at the end (val_loss +50%" in why
 
 

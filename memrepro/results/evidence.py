@@ -72,7 +72,7 @@ def reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, pap
         found.append(f"at chance ({ours:.3g}; chance {chance:.3g})")
     base = logged(runs, metric, "baseline", "persistence")
     if base and ours >= BASELINE_MARGIN * base[1]:
-        found.append(f"not below the task's memoryless baseline ({ours:.3g} vs {base[0]} {base[1]:.3g})")
+        found.append(f"not below the task's baseline ({ours:.3g} vs {base[0]} {base[1]:.3g})")
     if "lessons" in runs and (runs["lessons"].fillna(1) > 1).any():
         reached = runs["lesson"].astype(int).tolist()
         found.append(f"curriculum lessons reached {reached} of 0–{int(runs['lessons'].max()) - 1} (evaluated at the last)")

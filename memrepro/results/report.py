@@ -137,12 +137,12 @@ def index(results_dir: Path, doc: Path | None = None) -> Path:
         for d in sorted(folders, key=lambda d: d.name != "paper"):
             st = regenerate(d)
             statuses.append(st)
-            summary.append({"table": paper_id, "scale": d.name, "wall time (min)": st["wall_minutes"],
+            summary.append({"table": paper_id, "scale": d.name, "run-minutes (Σ runs)": st["run_minutes"],
                             "rows matching": f"{st['rows_matching']}/{st['rows_run']} run ({st['rows']} rows)",
                             "claims holding": f"{st['claims_holding']}/{st['claims_checked']}" if st["claims_checked"] else "—", "status": "run"})
             sections += ["---", "", (d / "table.md").read_text().replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
         if not any(st["scale"] == "paper" for st in statuses):
-            summary.append({"table": paper_id, "scale": "paper" if statuses else "—", "wall time (min)": "—", "rows matching": "—", "claims holding": "—", "status": not_run_line(paper_id, statuses)})
+            summary.append({"table": paper_id, "scale": "paper" if statuses else "—", "run-minutes (Σ runs)": "—", "rows matching": "—", "claims holding": "—", "status": not_run_line(paper_id, statuses)})
     lines += [pd.DataFrame(summary).to_markdown(index=False), "", *sections]
     text = "\n".join(lines)
     out = results_dir / "index.md"
