@@ -198,3 +198,34 @@ def test_memory_models_hidden_and_memory_features_carry_gradients(name):
         feature = torch.stack([model.trace(s)[key].flatten(1) for s in states], dim=1)
         grads = torch.autograd.grad(feature.square().sum(), list(model.parameters()), allow_unused=True, retain_graph=True)
         assert any(g is not None and g.abs().sum() > 0 for g in grads), key
+
+
+class Ones(NextBit):
+    """A sequence of ones: teacher-forced inputs are all ones, an untrained model's samples are not."""
+
+    def sample(self, batch_size, generator):
+        bits = torch.ones(batch_size, 7, 1)
+        return Batch(torch.cat([torch.zeros(batch_size, 1, 1), bits[:, :-1]], 1), bits, torch.ones(batch_size, 7))
+
+
+@pytest.mark.parametrize("variant", ["professor", "adversarial", "classifier"])
+def test_discriminator_passes_the_gate_and_its_term_reaches_the_generator(variant):
+    """Within 60 updates the discriminator is accurate enough to act (forcing_engaged = 1), and the
+    adversarial or classifier term alone then gives the generator's parameters a nonzero gradient."""
+    torch.manual_seed(0)
+    task = Copy(bits=1, lengths=(1, 1)) if variant == "classifier" else Ones()
+    cls, kw = (ProfessorForcing, {}) if variant == "professor" else (MemoryForcing, {"variant": variant, "buffer_size": 16})
+    model = TinyMemoryNet(task.input_size, task.output_size)
+    trainer = prepared(forcing(cls, **kw), model, task)
+    g, optimizer = torch.Generator().manual_seed(0), torch.optim.Adam(model.parameters(), lr=1e-2)
+    for update in range(60):
+        loss, metrics, total = trainer._objective(task.sample(8, g))
+        if metrics["forcing_engaged"] == 1:
+            break
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+    assert metrics["forcing_engaged"] == 1, f"never engaged in {update + 1} updates"
+    term = total - loss  # the adversarial / classifier term(s) only
+    grads = torch.autograd.grad(term, list(model.parameters()), allow_unused=True)
+    assert sum(g.abs().sum().item() for g in grads if g is not None) > 0

@@ -103,6 +103,7 @@ def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None,
         literature = row.get("model") is None
         v = "literature value" if literature else verdict(mean, row.get("value"), tol)
         idle = v != "not run" and evidence.never_engaged(finished(mine))
+        shares = finished(mine)["forcing_engaged"].dropna() if "forcing_engaged" in mine else pd.Series(dtype=float)
         out.append({
             "row": row["label"],
             "task": row.get("task") or "—",
@@ -110,6 +111,7 @@ def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None,
             "ours_mean": mean, "ours_std": std, "n": len(values),
             "paper": row.get("value"), "paper_std": row.get("std"),
             "diff": mean - row["value"] if row.get("value") is not None and not math.isnan(mean) else math.nan,
+            "engaged": shares.mean() if len(shares) else math.nan,
             "verdict": "✗ not reproduced" if idle else v,
             "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction) if v == "✗ differs" else "",
             "unit": row.get("unit", ""),
@@ -155,13 +157,16 @@ def _fmt(mean, std, n) -> str:
 def display(table: pd.DataFrame) -> pd.DataFrame:
     """The human table: formatted numbers."""
     paper_col = [("—" if pd.isna(p) else _num(p) + ("" if pd.isna(s) else f" ± {s:.2g}")) for p, s in zip(table["paper"], table["paper_std"])]
-    return pd.DataFrame({
+    shown = pd.DataFrame({
         "row": table["row"], "task": table["task"], "metric": table["metric"],
         "ours (mean ± std)": [_fmt(m, s, n) for m, s, n in zip(table["ours_mean"], table["ours_std"], table["n"])],
         "n": table["n"], "paper": paper_col,
         "diff": ["—" if pd.isna(d) else _num(d, "+") for d in table["diff"]],
         "verdict": table["verdict"], "likely reason": table["likely reason"], "source": table["source"],
     })
+    if "engaged" in table and table["engaged"].notna().any():  # forcing rows: the share of updates its term acted in
+        shown.insert(5, "forcing engaged", ["—" if pd.isna(e) else f"{100 * e:.3g} %" for e in table["engaged"]])
+    return shown
 
 
 # overrides that do not change what is computed (identity, bookkeeping, speed), left out of the comparison

@@ -66,32 +66,52 @@ class Discriminator(nn.Module):
 
 
 class Critic:
-    """A discriminator with its optimizer and the two accuracy gates."""
+    """A discriminator with its optimizer, the two accuracy gates, and the standardisation of its
+    inputs.
 
-    def __init__(self, features: int, make_optimizer, device, train_below: float, use_above: float):
+    Features are centred per feature and divided by one overall scale, both taken from this
+    batch's real and fake sequences together (detached) and applied to every sequence the critic reads for the
+    batch: the DNC's memory entries are ~1e-3 (Memory Forcing §4.2) and its hidden states O(1),
+    and a GRU reading raw 1e-3 inputs stays at chance for thousands of updates (docs/forcing.md).
+    """
+
+    def __init__(self, features: int, make_optimizer, device, train_below: float, use_above: float, steps: int = 1):
         self.net = Discriminator(features).to(device)
         self.optimizer = make_optimizer(self.net.parameters())
-        self.train_below, self.use_above = train_below, use_above
+        self.train_below, self.use_above, self.steps = train_below, use_above, steps
+        self.centre, self.scale = 0.0, 1.0
+
+    def fit_scale(self, real: Tensor, fake: Tensor) -> None:
+        """Standardise this batch's inputs by the pooled statistics of both kinds of sequence."""
+        with torch.no_grad():
+            flat = torch.cat([real.detach().flatten(0, -2), fake.detach().flatten(0, -2)])
+            self.centre = flat.mean(0)
+            self.scale = (flat - self.centre).std().clamp_min(1e-8)
+
+    def logits(self, sequence: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.net((sequence - self.centre) / self.scale, lengths)
 
     def accuracy(self, real: Tensor, fake: Tensor, real_lengths=None, fake_lengths=None) -> float:
         with torch.no_grad():
-            right = torch.cat([self.net(real, real_lengths) > 0, self.net(fake, fake_lengths) <= 0])
+            right = torch.cat([self.logits(real, real_lengths) > 0, self.logits(fake, fake_lengths) <= 0])
         return right.float().mean().item()
 
     def train_step(self, real: Tensor, fake: Tensor, real_lengths=None, fake_lengths=None) -> None:
-        """One step on C_d (eq. 7): real sequences labelled 1, fake ones 0 (inputs detached)."""
-        real_logits, fake_logits = self.net(real.detach(), real_lengths), self.net(fake.detach(), fake_lengths)
-        loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
-            fake_logits, torch.zeros_like(fake_logits)
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        """``steps`` updates on C_d (eq. 7): real sequences labelled 1, fake ones 0 (inputs detached)."""
+        real, fake = real.detach(), fake.detach()
+        for _ in range(self.steps):
+            real_logits, fake_logits = self.logits(real, real_lengths), self.logits(fake, fake_lengths)
+            loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
+                fake_logits, torch.zeros_like(fake_logits)
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
 
     def fooling_loss(self, fake: Tensor) -> Tensor:
         """C = -log D(fake) (eq. 8): the generator's term. Gradients reach D's parameters too;
         `train_step` clears them before D's own update."""
-        logits = self.net(fake)
+        logits = self.logits(fake)
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
     def state_dict(self) -> dict:
@@ -111,14 +131,17 @@ class ProfessorForcing(Trainer):
         memory: bool = False,
         train_discriminator_below: float = 0.99,
         use_adversary_above: float = 0.75,
+        discriminator_steps: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_positive("trainer.discriminator_steps", discriminator_steps)
         for name, value in (("train_discriminator_below", train_discriminator_below), ("use_adversary_above", use_adversary_above)):
             if not 0 <= value <= 1:
                 raise ConfigError(f"trainer.{name}={value!r}: an accuracy in [0, 1]")
         self.make_discriminator_optimizer = discriminator_optimizer
         self.gates = (train_discriminator_below, use_adversary_above)
+        self.discriminator_steps = discriminator_steps
         self.features = ("hidden", "memory") if memory else ("hidden",)
         self._critics: dict[str, Critic] | None = None
 
@@ -141,7 +164,7 @@ class ProfessorForcing(Trainer):
             with torch.no_grad():
                 probe = self.traced([self.model.initial_state(1)])
             self._critics = {
-                f: Critic(probe[f].shape[-1], self.make_discriminator_optimizer, self.device, *self.gates) for f in self.features
+                f: Critic(probe[f].shape[-1], self.make_discriminator_optimizer, self.device, *self.gates, self.discriminator_steps) for f in self.features
             }
         return self._critics
 
@@ -179,6 +202,14 @@ class ProfessorForcing(Trainer):
 
     # --- the objective -------------------------------------------------------------------------
     def _objective(self, batch: Batch):
+        """The forced objective, and ``forcing_engaged``: 1 if any adversarial or classifier term
+        entered this update's loss (logged every update, so its mean is the engaged share)."""
+        loss, metrics, total = self._forced(batch)
+        used = [v for k, v in metrics.items() if k.startswith("d_") and k.endswith("_used")]
+        metrics["forcing_engaged"] = torch.stack(used).amax() if used else torch.tensor(0.0)
+        return loss, metrics, total
+
+    def _forced(self, batch: Batch):
         outputs, states = self.model(batch.inputs, return_states=True)
         loss, metrics, total = self._loss(outputs, batch)
         teacher, free = self.traced(states), self.traced(self.free_run(batch))
@@ -190,6 +221,7 @@ class ProfessorForcing(Trainer):
         """Measure D's accuracy on this batch, train D unless it is nearly perfect, and return the
         generator's term on ``fooled`` only if D is accurate enough (else no graph is built)."""
         critic = self.critics[name]
+        critic.fit_scale(real, fake)
         accuracy = critic.accuracy(real, fake, real_lengths, fake_lengths)
         if accuracy <= critic.train_below:
             critic.train_step(real, fake, real_lengths, fake_lengths)
@@ -198,6 +230,16 @@ class ProfessorForcing(Trainer):
         return critic.fooling_loss(fooled) if use else 0.0
 
     # --- bookkeeping ---------------------------------------------------------------------------
+    def _final(self) -> dict:
+        """The summary gains ``forcing_engaged``: the share of all updates in which a term acted
+        (each logging interval's mean weighted by its updates); the tables show it per row."""
+        result, last, engaged = super()._final(), 0, 0.0
+        for row in self.state.rows:
+            engaged += row.get("train_forcing_engaged", 0.0) * (row["step"] - last)
+            last = row["step"]
+        result["forcing_engaged"] = engaged / last if last else 0.0
+        return result
+
     def _extra_state(self) -> dict:
         return {"critics": {f: c.state_dict() for f, c in self.critics.items()}}
 
@@ -228,9 +270,9 @@ class MemoryForcing(ProfessorForcing):
             self._buffer_generator = torch.Generator().manual_seed(self.generator.initial_seed() + 1)
         return self._buffer_generator
 
-    def _objective(self, batch: Batch):
+    def _forced(self, batch: Batch):
         if self.variant == "adversarial":
-            return super()._objective(batch)
+            return super()._forced(batch)
         outputs, states = self.model(batch.inputs, return_states=True)
         loss, metrics, total = self._loss(outputs, batch)
         correct = self.sequence_correct(outputs, batch)
@@ -240,6 +282,7 @@ class MemoryForcing(ProfessorForcing):
             total = total + self.gated_term("memory", good, bad, memories, metrics, good_lengths, bad_lengths)
         for memory, ok in zip(memories.detach(), correct.tolist()):
             self.buffers[ok].append(memory)
+        metrics["buffer_correct"], metrics["buffer_incorrect"] = (torch.tensor(float(len(self.buffers[k]))) for k in (True, False))
         return loss, metrics, total
 
     def draw(self, buffer: deque, n: int) -> tuple[Tensor, Tensor]:
