@@ -34,10 +34,11 @@ def test_report_has_one_row_per_model_with_mean_and_std(sweep):
 
 
 def test_failing_job_is_recorded_and_the_rest_finish(tmp_path):
-    # hidden_size=0 fails at construction in its job only; the sweep and the report go on
+    # hidden_size=0 fails at construction in its job only; the other job finishes, then the sweep exits 1
     proc = run_cli([*SWEEP, "model=lstm", "model.hidden_size=8,0", "hydra.sweep.dir=s"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "failed: model.hidden_size=0" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("memrepro: 1 job(s) of the sweep failed")
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "s").rglob("summary.json")}
     assert sorted(statuses.values()) == ["completed", "failed"]
     md = report(tmp_path / "s")["cells_md"].read_text()
