@@ -43,8 +43,9 @@ bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-n
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 table-%: install ## Reproduce one paper table into outputs/tables/<id>/<scale> and the results store results/<id>/<scale>: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
-	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL) $(ARGS)
-	$(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE) --store results/$*/$(SCALE)
+	@# the report is written even when a job failed; the target then fails with the sweep's status
+	$(BIN)/memrepro -m experiment=$(subst -,_,$*) scale=$(SCALE) hydra.sweep.dir=outputs/tables/$*/$(SCALE)/runs resume=true trainer.progress=false $(LAUNCHER) $(PARALLEL) $(ARGS); \
+	status=$$?; $(BIN)/memrepro-report outputs/tables/$*/$(SCALE)/runs --out outputs/tables/$*/$(SCALE) --store results/$*/$(SCALE) && exit $$status
 
 tables: install ## Every paper table at SCALE, then `make report`
 	@for t in $(TABLES); do $(MAKE) --no-print-directory table-$$t || echo "table-$$t did not finish"; done

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -23,6 +24,7 @@ from memrepro.train.compiled import compile_training_step
 from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run_seeds, seed_runs, with_values
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
+FAILED_JOBS = "MEMREPRO_FAILED_JOBS"  # environment variable: the file where a sweep's failed jobs are listed
 GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks those names itself
 
 
@@ -38,11 +40,21 @@ def main() -> None:
         sys.argv[1:] = args
     # SIGTERM (a scheduler's preemption, `kill`) ends a run as Ctrl-C does: summary "interrupted"
     signal.signal(signal.SIGTERM, _interrupt)
+    # A sweep's jobs may run in other processes (joblib): each failed job adds a line to this file.
+    fd, failures = tempfile.mkstemp(prefix="memrepro-failed-jobs.")
+    os.close(fd)
+    os.environ[FAILED_JOBS] = failures
     try:
         _hydra_main()
     except KeyboardInterrupt:
         print("memrepro: interrupted; continue with resume=true (the run folder keeps its last checkpoint)", file=sys.stderr)
         sys.exit(130)
+    finally:
+        failed = Path(failures).read_text().splitlines()
+        os.unlink(failures)
+    if failed:
+        print(f"memrepro: {len(failed)} job(s) of the sweep failed (see above and each job's summary.json); fix them and rerun the sweep with resume=true", file=sys.stderr)
+        sys.exit(1)
 
 
 def _interrupt(signum, frame) -> None:
@@ -170,17 +182,25 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
     except MemreproError as e:
         if not multirun:
             fail(e)
-        print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {e}", file=sys.stderr)
-        return None
+        return _job_failed(hc, str(e))
     except Exception as e:
         if not multirun:
             raise
         # One failing job must not take the sweep down: it is recorded in its summary.json.
-        print(f"memrepro: job {hc.job.num} ({hc.job.override_dirname}) failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return None
+        return _job_failed(hc, f"{type(e).__name__}: {e}")
     for (_, folder), summary in zip(seed_runs(cfg, run_dir), summaries):
         print_summary(summary, folder)
     return summaries[0] if len(summaries) == 1 else summaries
+
+
+def _job_failed(hc, error: str) -> None:
+    line = f"job {hc.job.num} ({hc.job.override_dirname}) failed: {error}"
+    print(f"memrepro: {line}", file=sys.stderr)
+    failures = os.environ.get(FAILED_JOBS, "")
+    if os.path.isfile(failures):  # absent where the job runs on another machine (SLURM)
+        with open(failures, "a") as f:
+            f.write(line.replace("\n", " ") + "\n")
+    return None
 
 
 def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:

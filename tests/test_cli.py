@@ -119,6 +119,17 @@ def test_an_existing_run_is_never_overwritten(finished_run):
     assert snapshot(run_dir) == before
 
 
+def test_a_failed_run_without_checkpoint_does_not_block_a_fresh_start(tmp_path):
+    from memrepro.errors import ConfigError
+    from memrepro.results import io
+
+    io.write_json(tmp_path / io.SUMMARY, {"status": "failed", "error": "slice indices must be integers"})
+    assert io.prepare_run_dir(tmp_path, resume=False) == tmp_path
+    (tmp_path / io.CHECKPOINT).write_bytes(b"a checkpoint is worth continuing")
+    with pytest.raises(ConfigError, match="already holds a run"):
+        io.prepare_run_dir(tmp_path, resume=False)
+
+
 def test_resume_with_other_settings_is_refused(finished_run):
     cwd, run_dir, _ = finished_run
     before = snapshot(run_dir)

@@ -1,12 +1,13 @@
 """A sweep end to end: jobs, a failing job isolated, the report's table and figure, and a resumed
 sweep that re-runs only what did not finish."""
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
 from conftest import SMOKE, run_cli
-from memrepro.results.report import report
+from memrepro.results.report import main as report_main, report
 
 SWEEP = ["-m", "task=copy", "task.lengths=[1,4]", "task.eval_lengths=[6]", *SMOKE]
 
@@ -34,10 +35,11 @@ def test_report_has_one_row_per_model_with_mean_and_std(sweep):
 
 
 def test_failing_job_is_recorded_and_the_rest_finish(tmp_path):
-    # hidden_size=0 fails at construction in its job only; the sweep and the report go on
+    # hidden_size=0 fails at construction in its job only; the other job finishes, then the sweep exits 1
     proc = run_cli([*SWEEP, "model=lstm", "model.hidden_size=8,0", "hydra.sweep.dir=s"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "failed: model.hidden_size=0" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("memrepro: 1 job(s) of the sweep failed")
     statuses = {p.parent.name: json.loads(p.read_text())["status"] for p in (tmp_path / "s").rglob("summary.json")}
     assert sorted(statuses.values()) == ["completed", "failed"]
     md = report(tmp_path / "s")["cells_md"].read_text()
@@ -48,3 +50,30 @@ def test_failing_job_is_recorded_and_the_rest_finish(tmp_path):
     mtime = done.stat().st_mtime_ns
     again = run_cli([*SWEEP, "model=lstm", "model.hidden_size=8,0", "hydra.sweep.dir=s", "resume=true"], tmp_path)
     assert "finished already; skipped" in again.stdout and done.stat().st_mtime_ns == mtime
+
+
+def _corrupt_copy(sweep, dest):
+    shutil.copytree(sweep, dest)
+    for p in dest.rglob("summary.json"):
+        p.write_text("{truncated")
+    return dest
+
+
+@pytest.mark.parametrize("case, words", [
+    ("misspelt metric", ["--metric eval_bit_error:", "eval_bit_errors"]),
+    ("out under a file", ["--out", "cannot create it"]),
+    ("every summary corrupt", ["every summary.json", "unreadable (4 runs)"]),
+])
+def test_report_errors_are_one_line_and_exit_2(sweep, tmp_path, capsys, case, words):
+    (tmp_path / "afile").write_text("in the way")
+    args = {
+        "misspelt metric": [str(sweep), "--metric", "eval_bit_error", "--out", str(tmp_path / "out")],
+        "out under a file": [str(sweep), "--out", str(tmp_path / "afile/out")],
+        "every summary corrupt": [str(_corrupt_copy(sweep, tmp_path / "corrupt")), "--out", str(tmp_path / "out")],
+    }[case]
+    with pytest.raises(SystemExit) as exit_info:
+        report_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("memrepro-report: error: ") and all(w in err for w in words), err
+    assert not (tmp_path / "out").exists()

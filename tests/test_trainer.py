@@ -126,6 +126,21 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_checkpoint(tmp_path):
         trainer().fit(Exploding(1, 1, hidden_size=4), Delay(eval_size=4), tmp_path)
 
 
+class Huge(RNN):
+    def forward(self, x, state=None, return_states=False):
+        return super().forward(x) * 1e12  # finite, but far past any sane loss
+
+
+def test_finite_divergence_stops_with_the_step(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"loss diverged at step 1 \(.* > 1e\+10\)"):
+        trainer().fit(Huge(1, 1, hidden_size=4), Delay(eval_size=4), tmp_path)
+
+
+def test_learning_rate_overflowing_the_optimizer_is_one_error(tmp_path):
+    with pytest.raises(TrainingDiverged, match="overflowed at step 1.*lower trainer.optimizer.lr"):
+        trainer(optimizer=lambda p: torch.optim.Adam(p, lr=1e300)).fit(model(), Delay(eval_size=4), tmp_path)
+
+
 def test_nonfinite_skip_counts_and_leaves_weights(tmp_path):
     m = Exploding(1, 1, hidden_size=4)
     before = {k: v.clone() for k, v in m.state_dict().items()}

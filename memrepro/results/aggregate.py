@@ -45,11 +45,14 @@ def variants(all_overrides: list[list[str]]) -> list[str]:
     return [",".join(s[k] if k.startswith("experiment/") else f"{k}={s[k]}" for k in varying if k in s) for s in settings]
 
 
+UNREADABLE = "unreadable summary.json"  # the status of a run whose summary.json cannot be parsed
+
+
 def load_runs(root: Path) -> pd.DataFrame:
     """One row per run folder: identity (model, task, variant, seed), status and final metrics."""
     rows = []
     dirs = find_runs(root)
-    summaries = [io.read_summary(d) or {"status": "unreadable summary.json"} for d in dirs]
+    summaries = [io.read_summary(d) or {"status": UNREADABLE} for d in dirs]
     for run_dir, s, v in zip(dirs, summaries, variants([s.get("overrides", []) for s in summaries])):
         rows.append({
             "run_dir": str(run_dir.relative_to(root)) if run_dir != Path(root) else ".",

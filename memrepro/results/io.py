@@ -86,6 +86,12 @@ def read_summary(run_dir: Path) -> dict | None:
         return None
 
 
+def failed_without_checkpoint(run_dir: Path) -> bool:
+    """A run that failed before it wrote a checkpoint: nothing in its folder is worth keeping."""
+    summary = read_summary(run_dir)
+    return summary is not None and summary.get("status") == "failed" and not (run_dir / CHECKPOINT).exists()
+
+
 def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
     """Check that ``run_dir`` can take this run before any training starts.
 
@@ -94,6 +100,8 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> Path:
     """
     run_dir = Path(run_dir)
     has_run = (run_dir / SUMMARY).exists() or (run_dir / CHECKPOINT).exists()
+    if not resume and has_run and failed_without_checkpoint(run_dir):
+        has_run = False  # nothing to continue: a fresh start replaces the failed attempt's files
     if resume and not has_run:
         raise ConfigError(f"resume=true but {run_dir} holds no run: give run_dir=<an existing run folder>")
     if not resume and has_run:

@@ -46,10 +46,19 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
     if not sweep_dir.is_dir():
         raise MemreproError(f"{sweep_dir} is not a folder: give the sweep folder (outputs/sweeps/<time>)")
     out_dir = Path(out_dir or sweep_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = aggregate.load_runs(sweep_dir)
     if runs.empty:
         raise MemreproError(f"no run folders (summary.json) under {sweep_dir}")
+    if (runs["status"] == aggregate.UNREADABLE).all():
+        raise MemreproError(f"every summary.json under {sweep_dir} is unreadable ({len(runs)} runs): rerun the sweep with resume=true")
+    curves = aggregate.load_curves(sweep_dir, runs)
+    if metric and metric not in curves.columns:
+        logged = sorted(set(curves.columns) - {"run_dir", "cell", "task", "seed", "step"})
+        raise MemreproError(f"--metric {metric}: no run logged it; the runs log {', '.join(logged) or 'no curves'}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MemreproError(f"--out {out_dir}: cannot create it ({e.strerror}); give a folder path") from None
     paper_id = aggregate.paper_of(sweep_dir)
     stem = "cells" if paper_id else "table"
     metrics = aggregate.final_metric_columns(runs)
@@ -61,7 +70,6 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
     if len(failed):
         lines += ["", "## Runs that did not finish", "", failed[["run_dir", "status", "error"]].to_markdown(index=False)]
     written["cells_md"].write_text("\n".join(lines) + "\n")
-    curves = aggregate.load_curves(sweep_dir, runs)
     shown = [metric] if metric else curve_metrics(curves, tables.load_paper(paper_id) if paper_id else None)
     if paper_id:
         scale = runs["scale"].dropna().iloc[0] if runs["scale"].notna().any() else "?"

@@ -34,6 +34,9 @@ from memrepro.train.losses import PRIMARY_METRIC, loss_and_metrics, sequence_cor
 
 EVAL_CHUNK = 512  # sequences per forward pass at evaluation, to bound memory on long sequences
 EVAL_SEED_OFFSET = 7919  # the evaluation data comes from its own stream, independent of training
+# A loss past this has diverged though still finite: the tasks' losses (cross-entropy, bitwise
+# BCE, MSE on unit-scale targets) start at O(1), so 1e10 is far past any run that still learns.
+DIVERGED_LOSS = 1e10
 
 
 @dataclass
@@ -220,13 +223,20 @@ class Trainer:
         s.sequences += len(batch)
         if "correct" in metrics:
             s.correct += round(metrics["correct"].item() * len(batch))
+        last = f"last good checkpoint: {self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint was written yet"
         if not (torch.isfinite(total) and torch.isfinite(grad_norm)):
             if self.nonfinite == "stop":
-                last = f"last good checkpoint: {self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint was written yet"
                 raise TrainingDiverged(f"non-finite {'loss' if not torch.isfinite(total) else 'gradient'} at step {s.step}; {last} (lower the learning rate, clip gradients, or set trainer.nonfinite=skip)")
             s.skipped += 1
             return
-        self.optimizer.step()
+        if total.item() > DIVERGED_LOSS:
+            raise TrainingDiverged(f"the loss diverged at step {s.step} ({total.item():.3g} > {DIVERGED_LOSS:.0e}); {last} (lower the learning rate or clip gradients)")
+        try:
+            self.optimizer.step()
+        except RuntimeError as e:  # e.g. lr beyond float32: "value cannot be converted ... without overflow"
+            if "overflow" not in str(e):
+                raise
+            raise TrainingDiverged(f"the optimizer's update overflowed at step {s.step} ({str(e).splitlines()[0]}): lower trainer.optimizer.lr") from None
         if self.scheduler is not None:
             self.scheduler.step()
         for name, value in {"loss": loss.detach(), **metrics}.items():
