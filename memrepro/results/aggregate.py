@@ -78,13 +78,16 @@ def load_runs(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CURVE_TAGS = ("run_dir", "cell", "task", "seed")  # the run each curve row belongs to
+
+
 def load_curves(root: Path, runs: pd.DataFrame) -> pd.DataFrame:
     """Every evaluation row of every finished run, tagged with its cell, task and seed."""
     frames = []
     for _, r in runs[runs["status"].isin(["completed", "solved"])].iterrows():
         path = Path(root) / r["run_dir"] / io.METRICS
         if path.exists():
-            frames.append(pd.read_csv(path).assign(run_dir=r["run_dir"], cell=r["cell"], task=r["task"], seed=r["seed"]))
+            frames.append(pd.read_csv(path).assign(**{tag: r[tag] for tag in CURVE_TAGS}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -53,7 +53,7 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
         raise MemreproError(f"every summary.json under {sweep_dir} is unreadable ({len(runs)} runs): rerun the sweep with resume=true")
     curves = aggregate.load_curves(sweep_dir, runs)
     if metric and metric not in curves.columns:
-        logged = sorted(set(curves.columns) - {"run_dir", "cell", "task", "seed", "step"})
+        logged = sorted(set(curves.columns) - {*aggregate.CURVE_TAGS, "step"})
         raise MemreproError(f"--metric {metric}: no run logged it; the runs log {', '.join(logged) or 'no curves'}")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,8 @@ class Critic:
     inputs.
 
     Features are centred per feature and divided by one overall scale, both taken from this
-    batch's real and fake sequences together (detached) and applied to every sequence the critic reads for the
-    batch: the DNC's memory entries are ~1e-3 (Memory Forcing §4.2) and its hidden states O(1),
+    batch's real and fake sequences together (detached) and applied to every sequence the critic
+    reads for the batch: the DNC's memory entries are ~1e-3 (Memory Forcing §4.2) and its hidden states O(1),
     and a GRU reading raw 1e-3 inputs stays at chance for thousands of updates (docs/forcing.md).
     """
 
@@ -202,14 +202,6 @@ class ProfessorForcing(Trainer):
 
     # --- the objective -------------------------------------------------------------------------
     def _objective(self, batch: Batch):
-        """The forced objective, and ``forcing_engaged``: 1 if any adversarial or classifier term
-        entered this update's loss (logged every update, so its mean is the engaged share)."""
-        loss, metrics, total = self._forced(batch)
-        used = [v for k, v in metrics.items() if k.startswith("d_") and k.endswith("_used")]
-        metrics["forcing_engaged"] = torch.stack(used).amax() if used else torch.tensor(0.0)
-        return loss, metrics, total
-
-    def _forced(self, batch: Batch):
         outputs, states = self.model(batch.inputs, return_states=True)
         loss, metrics, total = self._loss(outputs, batch)
         teacher, free = self.traced(states), self.traced(self.free_run(batch))
@@ -227,6 +219,8 @@ class ProfessorForcing(Trainer):
             critic.train_step(real, fake, real_lengths, fake_lengths)
         use = accuracy >= critic.use_above
         metrics[f"d_{name}_accuracy"], metrics[f"d_{name}_used"] = torch.tensor(accuracy), torch.tensor(float(use))
+        # 1 if any term entered this update's loss; logged every update, so its mean is the engaged share
+        metrics["forcing_engaged"] = torch.tensor(float(use or metrics.get("forcing_engaged", 0) == 1))
         return critic.fooling_loss(fooled) if use else 0.0
 
     # --- bookkeeping ---------------------------------------------------------------------------
@@ -270,11 +264,12 @@ class MemoryForcing(ProfessorForcing):
             self._buffer_generator = torch.Generator().manual_seed(self.generator.initial_seed() + 1)
         return self._buffer_generator
 
-    def _forced(self, batch: Batch):
+    def _objective(self, batch: Batch):
         if self.variant == "adversarial":
-            return super()._forced(batch)
+            return super()._objective(batch)
         outputs, states = self.model(batch.inputs, return_states=True)
         loss, metrics, total = self._loss(outputs, batch)
+        metrics["forcing_engaged"] = torch.tensor(0.0)  # until both buffers hold a batch
         correct = self.sequence_correct(outputs, batch)
         memories = self.traced(states)["memory"]
         if all(len(b) >= len(batch) for b in self.buffers.values()):
