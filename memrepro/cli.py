@@ -176,6 +176,7 @@ def _hydra_main(cfg: DictConfig) -> dict | None:
         "trainer": choices.get("trainer"),
         "experiment": choices.get("experiment"),
         "overrides": list(hc.overrides.task),
+        **({"job": job} if (job := _submitit_job()) else {}),
     }
     try:
         summaries = run_seeds(cfg, run_dir, meta, job_mode=_sweep_job_mode if multirun else None)
@@ -203,19 +204,31 @@ def _job_failed(hc, error: str) -> None:
     return None
 
 
+def _submitit_job() -> str | None:
+    """The submitit job this process runs as (its id survives a SLURM requeue), or None."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    import submitit
+
+    return str(submitit.JobEnvironment().job_id)
+
+
 def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
     """In a sweep, ``resume=true`` re-runs only the jobs that did not finish: finished jobs are
-    skipped (None), interrupted ones continue from their checkpoint, failed ones start again."""
+    skipped (None), interrupted ones continue from their checkpoint, failed ones start again.
+    A requeued submitit job (SLURM preemption or time limit) does the same for its own folder,
+    whatever ``resume`` says: its summary.json names the job that wrote it."""
     previous = io.read_summary(run_dir)
     if previous is None and not (run_dir / io.CHECKPOINT).exists():
         return with_values(cfg, resume=False)
-    if not cfg.resume:
+    requeued = previous is not None and previous.get("job") is not None and previous.get("job") == _submitit_job()
+    if not (cfg.resume or requeued):
         return cfg  # prepare_run_dir refuses to overwrite it, with the reason
     if previous and previous.get("status") in ("completed", "solved"):
         print(f"memrepro: {run_dir} finished already; skipped")
         return None
     if (run_dir / io.CHECKPOINT).exists():
-        return cfg
+        return with_values(cfg, resume=True)
     for name in (io.SUMMARY, io.METRICS, io.TIMING, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
     return with_values(cfg, resume=False)

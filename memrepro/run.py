@@ -175,7 +175,8 @@ class RunRecord:
         io.write_json(self.run_dir / io.SUMMARY, summary)
 
     def fail(self, e: BaseException) -> None:
-        self.summary["status"] = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        # SystemExit: submitit's preemption handler exits the job so that SLURM requeues it
+        self.summary["status"] = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"
         self.summary["error"] = str(e) if isinstance(e, MemreproError) else traceback.format_exception_only(type(e), e)[-1].strip()
         io.write_json(self.run_dir / io.SUMMARY, self.summary)
 

@@ -58,6 +58,7 @@ class Progress:
     solved_at: dict | None = None  # first evaluation that met early_stop: step, sequences, seconds
     elapsed: float = 0.0  # training seconds before this process (resume)
     rows: list = field(default_factory=list)
+    resumed_at: list = field(default_factory=list)  # the step at which each resume continued
     timing: list = field(default_factory=list)
 
 
@@ -151,6 +152,7 @@ class Trainer:
         self.state = Progress()
         if resume:
             self._restore(io.load_checkpoint(self.ckpt_path))
+            self.state.resumed_at.append(self.state.step)
         task.set_lesson(self.state.lesson)
         self.stopped = False
         self.start_time = time.perf_counter()
@@ -352,6 +354,7 @@ class Trainer:
             "skipped_updates": s.skipped,
             "correct_predictions": s.correct,
             "solved_at": s.solved_at,
+            "resumed_at": s.resumed_at,
             "final": {k: v for k, v in s.rows[-1].items() if k not in ("step", "sequences", "epoch", "lesson")},
         }
         if self.task.output_kind != "regression":
