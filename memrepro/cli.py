@@ -5,7 +5,9 @@ naming the problem (and nothing is written): Hydra's own messages run over sever
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -24,6 +26,14 @@ from memrepro.train.compiled import compile_training_step
 from memrepro.run import CONFIG, build, check_resume_config, check_runtime, run_seeds, seed_runs, with_values
 
 HYDRA_FLAGS_WITHOUT_RUN = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
+CONFIG_PRINTERS = {"--cfg": {"job", "hydra", "all"}, "-c": {"job", "hydra", "all"},  # flag: the values it takes
+                   "--info": {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}, "-i": {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}}
+# launchers that come from Hydra plugins: the module to import and the memrepro extra that installs it
+LAUNCHER_PLUGINS = {"joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
+                    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+                    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+                    "slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm")}
+ON_SLURM = {"slurm", "submitit_slurm"}
 FAILED_JOBS = "MEMREPRO_FAILED_JOBS"  # environment variable: the file where a sweep's failed jobs are listed
 GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks those names itself
 
@@ -31,13 +41,18 @@ GROUP_KEYS = set(GROUPS)  # launchers come from Hydra plugins; Hydra checks thos
 def main() -> None:
     register_resolvers()
     args = sys.argv[1:]
-    if not HYDRA_FLAGS_WITHOUT_RUN & set(args):
-        try:
+    flags = HYDRA_FLAGS_WITHOUT_RUN & set(args)
+    try:
+        if not flags:
             args = group_seed_sweep(args)
             check_overrides(args)
-        except MemreproError as e:
-            fail(e)
-        sys.argv[1:] = args
+        elif flags <= set(CONFIG_PRINTERS):
+            if "-m" in args or "--multirun" in args:
+                raise ConfigError(f"{' '.join(sorted(flags))} prints one job's configuration: drop -m and give one value per setting")
+            check_overrides(_without_flag_values(args), compose_only=True)
+    except MemreproError as e:
+        fail(e)
+    sys.argv[1:] = args
     # SIGTERM (a scheduler's preemption, `kill`) ends a run as Ctrl-C does: summary "interrupted"
     signal.signal(signal.SIGTERM, _interrupt)
     # A sweep's jobs may run in other processes (joblib): each failed job adds a line to this file.
@@ -106,8 +121,30 @@ def _experiment_seed_axis(experiment):
     return None if axis is None else OverridesParser.create().parse_overrides([f"seed={axis}"])[0]
 
 
-def check_overrides(args: list[str]) -> None:
-    """Validate group choices (all sweep values) and, for a single run, the whole composition."""
+def _without_flag_values(args: list[str]) -> list[str]:
+    """The overrides of a ``--cfg job`` / ``--info config`` command line, without the flags' values."""
+    kept = []
+    for i, a in enumerate(args):
+        if not (i and a in CONFIG_PRINTERS.get(args[i - 1], ())):
+            kept.append(a)
+    return kept
+
+
+def check_launcher(name: str) -> None:
+    """A launcher that exists, whose plugin is installed, and (SLURM) a cluster to submit to."""
+    options = {"basic", *LAUNCHER_PLUGINS, *(p.stem for p in (CONF_DIR / "hydra" / "launcher").glob("*.yaml"))}
+    if name not in options:
+        raise ConfigError(f"unknown launcher {name!r}: choose one of {', '.join(sorted(options))}")
+    module, extra = LAUNCHER_PLUGINS.get(name, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"hydra/launcher={name} needs its Hydra plugin: pip install 'memrepro[{extra}]'")
+    if name in ON_SLURM and shutil.which("srun") is None:
+        raise ConfigError(f"hydra/launcher={name}: no SLURM on this machine (`srun` not found); submit from the cluster's login node, or try the same path here with hydra/launcher=submitit_local")
+
+
+def check_overrides(args: list[str], compose_only: bool = False) -> None:
+    """Validate group choices (all sweep values) and, for a single run, the whole composition
+    (``compose_only``: no more, for a command that only prints the configuration)."""
     overrides = [a for a in args if not a.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -119,6 +156,8 @@ def check_overrides(args: list[str]) -> None:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
             for v in values:
                 check_option(group, v)
+        elif group == "hydra/launcher":
+            check_launcher(o.get_value_element_as_str())
     _check_output_root(parsed)
     if "-m" in args or "--multirun" in args:
         return
@@ -129,9 +168,13 @@ def check_overrides(args: list[str]) -> None:
         raise
     except Exception as e:
         raise ConfigError(_one_line(e)) from None
+    if compose_only:
+        return
     # Everything run() would reject, rejected before Hydra creates or touches a folder:
     check_runtime(cfg)
-    task, model, _ = build(cfg)  # every constructor validates its arguments
+    task, model, trainer = build(cfg)  # every constructor validates its arguments
+    trainer.check_task(task)
+    _check_budget_setting(parsed, task)
     task.check_data()
     if cfg.compile:
         compile_training_step(model, cfg.compile_steps)  # refuses fused models and a missing C++ compiler
@@ -141,6 +184,16 @@ def check_overrides(args: list[str]) -> None:
             if cfg.resume:
                 check_resume_config(seed_cfg, folder)
                 io.load_checkpoint(folder / io.CHECKPOINT)
+
+
+def _check_budget_setting(parsed, task) -> None:
+    """``trainer.steps`` budgets an online task, ``trainer.epochs`` a dataset task: the other one
+    would be ignored without a word."""
+    given = {o.key_or_group for o in parsed}
+    unused, used = ("trainer.steps", "trainer.epochs") if not task.online else ("trainer.epochs", "trainer.steps")
+    if unused in given:
+        regime = "draws a fresh batch for every update" if task.online else "passes over a fixed dataset"
+        raise ConfigError(f"{unused} has no effect here: {type(task).__name__} {regime}, so set {used} instead")
 
 
 def _check_output_root(parsed) -> None:

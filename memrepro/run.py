@@ -6,12 +6,14 @@ import platform
 import sys
 import time
 import traceback
+import types
+import typing
 from pathlib import Path
 from typing import Callable
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from memrepro.config import RUNTIME_KEYS, code_commit
@@ -33,7 +35,34 @@ def build(cfg: DictConfig, seed: int | None = None):
     return task, model, trainer
 
 
+def _numeric_type(hint) -> type | None:
+    """int or float where an annotation is one of them (or it or None), else None."""
+    if hint in (int, float):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 and args[0] in (int, float) else None
+    return None
+
+
+def check_types(node: DictConfig, group: str) -> None:
+    """Every setting that its constructor annotates ``int`` or ``float`` has that type: one check,
+    before the constructor runs, for every model, task and trainer (2.5 layers, lr='abc')."""
+    try:
+        target = get_object(node._target_)
+        hints = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except Exception:
+        return  # an unknown target is reported by instantiate
+    for key, value in node.items():
+        want = _numeric_type(hints.get(key))
+        if want is None or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if want is int else (int, float)):
+            raise ConfigError(f"{group}.{key}={value!r}: must be {'an integer' if want is int else 'a number'}")
+
+
 def _instantiate(node: DictConfig, group: str, **kwargs):
+    check_types(node, group)
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as e:

@@ -63,7 +63,18 @@ CASES = {
     "zero add length": (["task=add", "task.length=0"], "task.length=0"),
     "zero batch": (["trainer.batch_size=0"], "trainer.batch_size=0"),
     "negative steps": (["trainer.steps=-1"], "trainer.steps=-1"),
-    "non-numeric learning rate": (["trainer.optimizer.lr=fast"], "trainer.optimizer"),
+    "non-numeric learning rate": (["trainer.optimizer.lr=fast"], "trainer.optimizer.lr='fast': must be a number"),
+    "fractional batch": (["trainer.batch_size=1.5"], "trainer.batch_size=1.5: must be an integer"),
+    "fractional steps": (["trainer.steps=10.5"], "trainer.steps=10.5"),
+    "fractional eval_every": (["trainer.eval_every=2.5"], "trainer.eval_every=2.5"),
+    "fractional epochs": (["task=add", "trainer.epochs=2.5"], "trainer.epochs=2.5"),
+    "epochs on an online task": (["trainer.epochs=3"], "trainer.epochs has no effect here"),
+    "memory forcing on copy": (["trainer=memory_forcing"], "trainer.variant=classifier"),
+    "unknown launcher": (["-m", "hydra/launcher=nope"], "unknown launcher 'nope'"),
+    "slurm off a cluster": (["-m", "hydra/launcher=slurm"], "no SLURM on this machine"),
+    "--cfg with an unknown name": (["--cfg", "job", "model=lstmm"], "unknown model 'lstmm'"),
+    "--cfg with a misspelt setting": (["--cfg", "job", "model.hiden_size=3"], "model.hiden_size"),
+    "--cfg in a sweep": (["-m", "--cfg", "job"], "drop -m"),
     "negative learning rate": (["trainer.optimizer.lr=-0.1"], "trainer.optimizer"),
     "unknown optimizer": (["trainer.optimizer._target_=torch.optim.Nope"], "trainer"),
     "negative clip": (["trainer.clip_norm=-1"], "trainer.clip_norm=-1"),
@@ -109,3 +120,43 @@ def test_bad_input(name, workdir, monkeypatch, capsys):
     if name in NEW_RUN_FOLDER:
         after = {p: v for p, v in after.items() if p in before}
     assert after == before
+
+
+# --- the whole class: every numeric setting given a string, a fraction, a negative and a zero ---
+COMBOS = [["task=copy", "model=lstm"], ["task=add", "model=smann"], ["task=extended_recall", "model=nmn"], ["task=copy", "model=dnc"]]
+# values that are legitimate for a setting, and why
+ALLOWED = {"model.forget_bias": {"-3"},  # a gate bias may be negative
+           "model.t_max": {"-3", "2.5"}}  # a real number, read only under model.init=chrono
+BUDGET_OF_OTHER_REGIME = {"add": "trainer.steps", "copy": "trainer.epochs", "extended_recall": "trainer.epochs"}
+
+
+def numeric_settings(cfg, prefix):
+    for key, value in cfg.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict):
+            yield from numeric_settings(value, name)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield name, value
+
+
+@pytest.mark.parametrize("combo", COMBOS, ids=lambda c: "+".join(a.split("=")[1] for a in c))
+def test_every_numeric_setting_rejects_bad_values_in_one_line(combo):
+    from omegaconf import OmegaConf
+
+    from memrepro.config import compose
+    from memrepro.errors import MemreproError
+
+    cfg = OmegaConf.to_container(compose(combo), resolve=True)
+    task = combo[0].split("=")[1]
+    settings = [(k, v) for group in ("model", "task", "trainer") for k, v in numeric_settings(cfg[group], group) if k != BUDGET_OF_OTHER_REGIME[task]]
+    assert len(settings) >= 10
+    for key, default in settings:
+        must_fail = [v for v in ["abc", "2.5" if isinstance(default, int) else "abc", "-3"] if v not in ALLOWED.get(key, ())]
+        for value in [*must_fail, "0"]:
+            try:
+                cli.check_overrides([*combo, f"{key}={value}"])
+            except MemreproError as e:
+                message = str(e)
+                assert "\n" not in message and key.rsplit(".", 1)[-1] in message, (key, value, message)
+                continue
+            assert value not in must_fail, f"{key}={value} was accepted"

@@ -64,10 +64,17 @@ def plot_memory_trace(path, inputs: Tensor, targets: Tensor, outputs: Tensor, tr
     heights = [lo + (hi - lo) * min(image.shape[0], ROWS_FOR_TALLEST) / ROWS_FOR_TALLEST for _, image in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights) + 0.4 * len(panels)), squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, (name, image) in zip(axes[:, 0], panels):
-        ax.imshow(image.numpy(), aspect="auto", interpolation="nearest", cmap="viridis")
+        shown = ax.imshow(image.numpy(), aspect="auto", interpolation="nearest", cmap="viridis")
         ax.set_title(name, fontsize=9, loc="left")
-        ax.set_yticks([])
-    axes[-1, 0].set_xlabel("time step (memory: slot)" if panels[-1][0].startswith("memory") else "time step")
+        rows = "width" if name.startswith("memory") else "channel" if name in ("input", "target", "output") else "slot" if "weight" in name else "unit"
+        ax.set_ylabel(rows if image.shape[0] > 1 else "", fontsize=8)
+        if name.startswith("memory"):
+            ax.set_xlabel("slot", fontsize=8)
+        if image.shape[0] == 1:
+            ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, pad=0.01, fraction=0.03)
+    if not panels[-1][0].startswith("memory"):
+        axes[-1, 0].set_xlabel("time step")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -6,6 +6,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -14,27 +15,66 @@ from memrepro.results.memory_plots import plot_model_figures  # noqa: E402
 from memrepro.train.losses import PRIMARY_METRIC  # noqa: E402
 
 
+# y-axis labels of the metrics every task family logs
+METRIC_LABELS = {"loss": "loss (training objective)", "bit_errors": "bit errors per sequence", "error": "error rate",
+                 "mse": "mean squared error", "nll": "NLL (nats per image)"}
+# reference columns a task logs beside a metric (`memrepro.tasks`): drawn as dashed lines
+REFERENCES = {"loss": ("baseline", "memoryless baseline"), "mse": ("baseline_mse", "mean-predictor baseline"),
+              "error": ("bayes_error", "Bayes error")}
+
+
+def metric_label(metric: str) -> str:
+    """The y-axis label of a logged metric: ``eval_bit_errors`` -> 'bit errors per sequence'."""
+    for name, label in METRIC_LABELS.items():
+        if metric == name or metric.endswith(f"_{name}"):
+            return label
+    return metric.replace("_", " ")
+
+
+def _scale_y(ax, values: pd.DataFrame) -> None:
+    """Log scale only where the values span more than a decade; plain tick labels either way."""
+    positive = values[values > 0].stack()
+    if len(positive) and (values > 0).all().all() and positive.max() / positive.min() > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
-    """curves.png for every run, and a memory model's own figures (`plot_model_figures`); returns
-    the names of the figures written."""
+    """curves.png for every run — loss, the task's metric with its chance or baseline line, one
+    panel per evaluation length, then the diagnostics — and a memory model's own figures
+    (`plot_model_figures`); returns the names of the figures written."""
     metrics = pd.read_csv(Path(run_dir) / io.METRICS)
     primary = PRIMARY_METRIC[task.output_kind]
-    panels = [("loss", [c for c in metrics if c.endswith("_loss")])]
-    panels.append((primary, [c for c in metrics if c.endswith(f"_{primary}")]))
-    known = {c for _, cols in panels for c in cols} | {"step", "sequences", "epoch", "lesson", "skipped"}
+    references = {c for kind, _ in REFERENCES.values() for c in metrics if c.endswith(f"_{kind}") or c == kind}
+    by_length = [c for c in metrics if c.startswith("len") and c.endswith(f"_{primary}")]
+    panels = [("loss", "loss", [c for c in metrics if c.endswith("_loss") and not c.startswith("len")]),
+              (metric_label(primary), primary, [c for c in metrics if c.endswith(f"_{primary}") and c not in by_length and c not in references])]
+    panels += [(f"{metric_label(primary)} at length {c[3:].split('_')[0]}", primary, [c]) for c in by_length]
+    known = {c for *_, cols in panels for c in cols} | references | {"step", "sequences", "epoch", "lesson", "skipped"}
+    known |= {c for c in metrics if c.startswith("len") and c.endswith("_loss")}
     extra = [c for c in metrics if c not in known and not c.startswith("train_")]
     if extra:
-        panels.append(("task metrics and diagnostics", extra))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    for ax, (title, cols) in zip(axes[0], panels):
-        for c in cols:
+        panels.append(("task metrics and diagnostics", "", extra))
+    cols = min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, (title, metric, columns) in zip(axes.flat, panels):
+        for c in columns:
             ax.plot(metrics["sequences"], metrics[c], label=c, marker="." if len(metrics) < 30 else None)
-        ax.set_title(title)
+        kind, name = REFERENCES.get(metric, (None, None))
+        for ref in [f"{c.rsplit('_', 1)[0] if metric != 'loss' else c[: -len('_loss')]}_{kind}" for c in columns if kind]:
+            if ref in metrics and metrics[ref].notna().any():
+                ax.axhline(metrics[ref].dropna().iloc[-1], color="grey", linestyle="--", linewidth=1, label=f"{name} ({ref})")
+                break
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("sequences seen")
-        if title == "loss" and (metrics[cols] > 0).all().all():
-            ax.set_yscale("log")
+        ax.set_ylabel(metric_label(metric) if metric else "value")
+        _scale_y(ax, metrics[columns])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.suptitle(f"{type(model).__name__} on {type(task).__name__}")
     fig.tight_layout()
     fig.savefig(Path(run_dir) / io.CURVES, dpi=110)
@@ -62,8 +102,9 @@ def plot_convergence(curves: pd.DataFrame, metrics: list[str], path: Path, title
             line, = ax.plot(stats[x], stats["mean"], label=f"{cell} (n={g['seed'].nunique()})")
             band = stats["std"].fillna(0)
             ax.fill_between(stats[x], stats["mean"] - band, stats["mean"] + band, color=line.get_color(), alpha=0.2)
-        ax.set_title(f"{task}: {metric}", fontsize=10)
+        ax.set_title(f"{task}, {metric.split('_')[0]} split" if "_" in metric else task, fontsize=10)
         ax.set_xlabel(x.replace("_", " "))
+        ax.set_ylabel(f"{metric_label(metric)} ({metric})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:

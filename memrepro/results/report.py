@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -39,6 +40,11 @@ def cells_table(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     for m in metrics:
         out[m] = [fmt(a, b, n) for a, b, n in zip(s[f"{m}_mean"], s[f"{m}_std"], s["n"])]
     return out
+
+
+def _paper_title(paper: dict) -> str:
+    """A figure's title: the table's id and what it shows, wrapped to the figure's width."""
+    return textwrap.fill(f"{paper['id']}: {paper['title']}", 110)
 
 
 def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = None, store_dir: Path | None = None) -> dict[str, Path]:
@@ -79,7 +85,8 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
         if store_dir:
             written["store"] = store.save(store_dir, runs, curves, [*shown, *evidence_curves(tables.load_paper(paper_id))], meta)
     if shown and not curves.empty:
-        figure = plot_convergence(curves, shown, out_dir / "convergence.png", title=paper_id or sweep_dir.name)
+        title = _paper_title(tables.load_paper(paper_id)) if paper_id else f"{', '.join(sorted(runs['model'].dropna().unique()))} on {', '.join(sorted(runs['task'].dropna().unique()))}"
+        figure = plot_convergence(curves, shown, out_dir / "convergence.png", title=title)
         if figure:
             written["figure"] = figure
     return written
@@ -114,7 +121,7 @@ def regenerate(folder: Path) -> dict:
     written = tables.paper_report(runs, curves, paper, folder, meta)
     shown = curve_metrics(curves, paper) if not curves.empty else []
     if shown:
-        plot_convergence(curves, shown, folder / "convergence.png", title=meta["paper"])
+        plot_convergence(curves, shown, folder / "convergence.png", title=_paper_title(paper))
     return json.loads(written["status"].read_text())
 
 

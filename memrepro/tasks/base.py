@@ -78,9 +78,9 @@ class Task:
         splits: tuple[float, float, float] = (0.7, 0.1, 0.2),
         eval_size: int = 256,
     ):
-        check_positive("task.eval_size", eval_size)
+        check_int("task.eval_size", eval_size)
         if dataset_size is not None:
-            check_positive("task.dataset_size", dataset_size)
+            check_int("task.dataset_size", dataset_size)
             if len(splits) != 3 or any(s < 0 for s in splits) or abs(sum(splits) - 1) > 1e-6:
                 raise ConfigError(f"task.splits={list(splits)}: give three non-negative fractions summing to 1")
             sizes = split_sizes(dataset_size, splits)

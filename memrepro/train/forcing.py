@@ -169,8 +169,9 @@ class ProfessorForcing(Trainer):
         return self._critics
 
     free_running = True
+    other_tasks = ""  # a hint appended to check_task's input-size error: the variant that fits
 
-    def start(self, model, task, *args, **kwargs):
+    def check_task(self, task) -> None:
         if task.output_kind == "regression":
             raise ConfigError(
                 f"trainer={type(self).__name__}: needs bits, pixels or classes outputs to sample and to count "
@@ -179,9 +180,8 @@ class ProfessorForcing(Trainer):
         if self.free_running and task.input_size != task.output_size:
             raise ConfigError(
                 f"trainer={type(self).__name__} runs the model on its own samples, so the task must predict its next input "
-                f"(input size = output size); {type(task).__name__} has {task.input_size} -> {task.output_size}"
+                f"(input size = output size); {type(task).__name__} has {task.input_size} -> {task.output_size}{self.other_tasks}"
             )
-        return super().start(model, task, *args, **kwargs)
 
     def free_run(self, batch: Batch) -> list:
         """States of a free-running pass: the input of step t+1 is the model's sample at step t."""
@@ -244,6 +244,8 @@ class ProfessorForcing(Trainer):
 
 class MemoryForcing(ProfessorForcing):
     """Memory Forcing, eq. 9 (``variant=adversarial``) or eq. 10 (``variant=classifier``)."""
+
+    other_tasks = "; for a task like copy, trainer.variant=classifier (eq. 10, mf-2) runs no free-running pass"
 
     def __init__(self, variant: str = "adversarial", buffer_size: int = 512, **kwargs):
         if variant not in VARIANTS:

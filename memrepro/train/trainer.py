@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from memrepro.errors import ConfigError, TrainingDiverged
 from memrepro.results import io
-from memrepro.tasks.base import Batch, Task, check_positive
+from memrepro.tasks.base import Batch, Task, check_int, check_positive
 from memrepro.train.losses import PRIMARY_METRIC, loss_and_metrics, sequence_correct
 
 EVAL_CHUNK = 512  # sequences per forward pass at evaluation, to bound memory on long sequences
@@ -82,7 +82,7 @@ class Trainer:
         parallel_seeds: int = 1,
     ):
         for name, value in [("batch_size", batch_size), ("steps", steps), ("epochs", epochs), ("eval_every", eval_every), ("checkpoint_every", checkpoint_every)]:
-            check_positive(f"trainer.{name}", value)
+            check_int(f"trainer.{name}", value)
         for name, value in [("clip_norm", clip_norm), ("clip_value", clip_value)]:
             if value is not None:
                 check_positive(f"trainer.{name}", value)
@@ -93,6 +93,9 @@ class Trainer:
         for name, rule in [("early_stop", early_stop), ("curriculum", curriculum)]:
             if rule is not None and not (("metric" in rule and "value" in rule) or "every" in rule):
                 raise ConfigError(f"trainer.{name}={dict(rule)}: give {{metric: <name>, value: <threshold>}}" + (" or {every: <updates>}" if name == "curriculum" else ""))
+        for name, value in getattr(optimizer, "keywords", {}).items():
+            if isinstance(value, str) or (name == "lr" and not value > 0):  # no torch optimizer takes a string
+                raise ConfigError(f"trainer.optimizer.{name}={value!r}: must be a number" + (" > 0" if name == "lr" else ""))
         try:  # a wrong optimizer setting should fail now, not after the data is built
             optimizer([torch.zeros(1, requires_grad=True)])
         except (TypeError, ValueError) as e:
@@ -121,10 +124,15 @@ class Trainer:
         bar.close()
         return self._final()
 
+    def check_task(self, task: Task) -> None:
+        """Refuse a task this trainer cannot train (the forcing trainers need sampled outputs);
+        the CLI calls it before any folder is created."""
+
     def start(self, model, task: Task, run_dir: Path, seed: int = 0, resume: bool = False, device="cpu") -> None:
         """Everything before the first update: optimizer, data streams, evaluation sets, resume.
         `fit` is ``start``, then `_update` and `after_update` until `done`, then `_final`
         (`memrepro.train.parallel` drives several trainers through the same steps in lockstep)."""
+        self.check_task(task)
         run_dir = Path(run_dir)
         self.model, self.task, self.device = model.to(device), task, torch.device(device)
         self.optimizer = self.make_optimizer(model.parameters())
