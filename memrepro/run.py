@@ -189,7 +189,8 @@ class RunRecord:
         try:
             self.task, self.model, self.trainer = build(cfg)
             if cfg.compile:
-                compile_training_step(self.model, cfg.compile_steps)
+                summary["compiled"] = compile_training_step(self.model, cfg.compile_steps)
+                print(f"memrepro: {summary['compiled']}", file=sys.stderr)
             summary.setdefault("model", type(self.model).__name__.lower())
             summary.setdefault("task", type(self.task).__name__.lower())
             summary.update(parameters=self.model.num_parameters(), model_class=type(self.model).__name__, task_class=type(self.task).__name__,

@@ -41,9 +41,10 @@ OPTIONS = {"cpp_wrapper": True}
 NATIVE_KERNELS = {NTM: ntm_native, DNC: dnc_native}  # hand-written sequence kernels (memrepro.models.native)
 
 
-def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = True) -> None:
+def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = True) -> str:
     """Run ``model``'s training steps compiled: its native sequence kernel where it has one that
     applies (``native``), else TorchInductor with ``steps`` time steps per compiled graph.
+    Returns one line saying which path it took, and why not the native kernel.
 
     ``steps`` = 1 compiles `step`. ``steps`` = k > 1 compiles a chunk of k consecutive steps as one
     graph (fewer graph calls, and inductor fuses across steps); the last T mod k steps of a
@@ -55,8 +56,13 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
     compiler = os.environ.get("CXX", "g++")
     if not (shutil.which(compiler) or shutil.which("c++") or shutil.which("clang++")):
         raise ConfigError(f"compile=true needs a C++ compiler for torch.compile on CPU ({compiler} not found); install one or leave compile=false")
+    name = type(model).__name__
     if native and use_native_kernel(model):
-        return
+        return f"compile=true: {name} trains through its native C++ sequence kernel"
+    path = f"compile=true: {name} trains through TorchInductor, {steps} step(s) per graph"
+    if native and type(model) in NATIVE_KERNELS and not native_scope(model):
+        c, w = model.controller, model.output.weight
+        path += f" (the native kernel covers a 1-layer LSTM controller in float32 on CPU; this one is {len(c.layers)}-layer {c.kind.upper()}, {w.dtype} on {w.device.type})"
     eager_step, eager_run = model.step, model.run_steps
     compiled_step = torch.compile(eager_step, options=OPTIONS)
 
@@ -65,7 +71,7 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
 
     model.step = step
     if steps == 1:
-        return
+        return path
 
     def chunk(x, state):  # x [B, steps, I]: the loop is unrolled into one graph
         outputs = []
@@ -93,6 +99,7 @@ def compile_training_step(model: SequenceModel, steps: int = 1, native: bool = T
         return torch.cat(outputs, dim=1), [], state
 
     model.run_steps = run_steps
+    return path
 
 
 def use_native_kernel(model: SequenceModel) -> bool:
