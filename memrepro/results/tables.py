@@ -79,19 +79,23 @@ def verdict(ours: float, paper: float, tolerance: dict) -> str:
     return "✓ matches" if abs(ours - paper) <= allowed else "✗ differs"
 
 
-def likely_reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, steps_fraction: float | None) -> str:
-    """Why a row differs, from the runs' own evidence (a parameter count: the architecture)."""
+def likely_reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, steps_fraction: float | None, other_data: list[str] = ()) -> str:
+    """Why a row differs, from the runs' own evidence (a parameter count: the architecture);
+    ``other_data``: the dataset settings that differ from the paper's, named first."""
     if row.get("metric") == "parameters":  # a count does not depend on the training budget
         return row.get("note") or "architectural details the source does not give (the model's docs page compares the counts)"
     done = finished(runs)
     mine = curves[curves["run_dir"].isin(done["run_dir"])] if not curves.empty else curves
-    return evidence.reason(row, runs, mine, ours, row.get("value"), steps_fraction)
+    found = evidence.reason(row, runs, mine, ours, row.get("value"), steps_fraction)
+    return "; ".join([*(f"another dataset: {d}, numbers not comparable" for d in other_data), found])
 
 
-def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None, steps_fraction: float | None = None) -> pd.DataFrame:
+def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None, steps_fraction: float | None = None,
+            differing: list[str] = ()) -> pd.DataFrame:
     """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict, and
     for a row that differs the evidence why. A forcing row whose term never acted is not a
-    reproduction, whatever its number."""
+    reproduction, whatever its number. ``differing``: the header's settings that differ."""
+    other_data = [d.replace("`", "") for d in differing if "dataset` =" in d]
     out = []
     tol = paper.get("tolerance", {})
     curves = pd.DataFrame() if curves is None else curves
@@ -113,7 +117,7 @@ def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None,
             "diff": mean - row["value"] if row.get("value") is not None and not math.isnan(mean) else math.nan,
             "engaged": shares.mean() if len(shares) else math.nan,
             "verdict": "✗ not reproduced" if idle else v,
-            "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction) if v == "✗ differs" else "",
+            "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction, other_data) if v == "✗ differs" else "",
             "unit": row.get("unit", ""),
             "source": row.get("source", "") + (" (read off a figure)" if row.get("approx") else ""),
         })
@@ -238,7 +242,7 @@ def header(paper: dict, runs: pd.DataFrame, meta: dict) -> list[str]:
 
 
 def paper_report(runs: pd.DataFrame, curves: pd.DataFrame, paper: dict, out_dir: Path, meta: dict) -> dict[str, Path]:
-    table = compare(runs, paper, curves, meta.get("steps_fraction"))
+    table = compare(runs, paper, curves, meta.get("steps_fraction"), meta.get("settings_that_differ", []))
     claims = check_claims(table, paper)
     shown = display(table)
     tol = paper.get("tolerance", {})
