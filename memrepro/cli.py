@@ -55,8 +55,10 @@ def main() -> None:
     sys.argv[1:] = args
     # SIGTERM (a scheduler's preemption, `kill`) ends a run as Ctrl-C does: summary "interrupted"
     signal.signal(signal.SIGTERM, _interrupt)
-    # A sweep's jobs may run in other processes (joblib): each failed job adds a line to this file.
-    fd, failures = tempfile.mkstemp(prefix="memrepro-failed-jobs.")
+    # A sweep's jobs may run in other processes (joblib) or on other machines (SLURM): each failed
+    # job adds a line to this file, kept in the working folder, which a cluster's nodes share.
+    here = os.getcwd() if os.access(os.getcwd(), os.W_OK) else None
+    fd, failures = tempfile.mkstemp(prefix=".memrepro-failed-jobs.", dir=here)
     os.close(fd)
     os.environ[FAILED_JOBS] = failures
     try:
@@ -251,7 +253,7 @@ def _job_failed(hc, error: str) -> None:
     line = f"job {hc.job.num} ({hc.job.override_dirname}) failed: {error}"
     print(f"memrepro: {line}", file=sys.stderr)
     failures = os.environ.get(FAILED_JOBS, "")
-    if os.path.isfile(failures):  # absent where the job runs on another machine (SLURM)
+    if os.path.isfile(failures):  # absent where a cluster node does not share the working folder
         with open(failures, "a") as f:
             f.write(line.replace("\n", " ") + "\n")
     return None
