@@ -26,6 +26,7 @@ drives it (see `ref_ntm_update` and `ref_dnc_update`).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -292,7 +293,10 @@ def load_previous() -> dict:
 def save(figures: dict, machine: dict) -> None:
     text = DOC.read_text()
     rounded = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in figures.items()}
-    block = json.dumps({"machine": machine, "figures": rounded}, indent=1, sort_keys=True)
+    # one line per model, so that the block stays a screenful in the page
+    per_model = itertools.groupby(sorted(rounded), key=lambda k: k.split("/")[0])
+    lines = ["  " + ", ".join(f"{json.dumps(k)}: {json.dumps(rounded[k])}" for k in keys) for _, keys in per_model]
+    block = '{\n "figures": {\n' + ",\n".join(lines) + '\n },\n "machine": ' + json.dumps(machine, sort_keys=True) + "\n}"
     if not BLOCK.search(text):
         raise SystemExit(f"{DOC} has no '<!-- bench:figures -->' block to rewrite")
     DOC.write_text(BLOCK.sub(lambda m: m.group(1) + block + m.group(3), text))
