@@ -276,7 +276,8 @@ def _sweep_job_mode(cfg: DictConfig, run_dir: Path) -> DictConfig | None:
     previous = io.read_summary(run_dir)
     if previous is None and not (run_dir / io.CHECKPOINT).exists():
         return with_values(cfg, resume=False)
-    requeued = previous is not None and previous.get("job") is not None and previous.get("job") == _submitit_job()
+    job = _submitit_job()
+    requeued = job is not None and previous is not None and previous.get("job") == job
     if not (cfg.resume or requeued):
         return cfg  # prepare_run_dir refuses to overwrite it, with the reason
     if previous and previous.get("status") in ("completed", "solved"):

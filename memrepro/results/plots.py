@@ -63,7 +63,7 @@ def plot_run(run_dir: Path, model, task, trainer) -> list[str]:
         for c in columns:
             ax.plot(metrics["sequences"], metrics[c], label=c, marker="." if len(metrics) < 30 else None)
         kind, name = REFERENCES.get(metric, (None, None))
-        for ref in [f"{c.rsplit('_', 1)[0] if metric != 'loss' else c[: -len('_loss')]}_{kind}" for c in columns if kind]:
+        for ref in [f"{c[: -len(metric) - 1]}_{kind}" for c in columns if kind]:  # eval_loss -> eval_baseline
             if ref in metrics and metrics[ref].notna().any():
                 ax.axhline(metrics[ref].dropna().iloc[-1], color="grey", linestyle="--", linewidth=1, label=f"{name} ({ref})")
                 break
