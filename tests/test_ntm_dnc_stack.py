@@ -1,4 +1,6 @@
 """NTM, DNC and stack-RNN models: sizes, state, invariants over steps, and a small learning run."""
+import math
+
 import pytest
 import torch
 
@@ -222,6 +224,25 @@ def test_memory_trace_and_length_figures_are_written(cls, tmp_path):
     assert path.stat().st_size > 10_000
     path = plot_length_generalization(tmp_path / "lengths.png", [10, 20, 40], {"NTM": [0, 0.1, 2], "LSTM": [0, 1, 30]}, (1, 20))
     assert path.stat().st_size > 10_000
+
+
+def test_a_tables_length_figure_has_one_line_per_run_evaluated_at_several_lengths(tmp_path, monkeypatch):
+    import pandas as pd
+    from memrepro.results import memory_plots
+
+    runs = pd.DataFrame([
+        {"cell": "ntm", "seed": 0, "output_kind": "bits", "len20_bit_errors": 0.0, "len40_bit_errors": 0.5, "len120_bit_errors": 3.0},
+        {"cell": "ntm", "seed": 1, "output_kind": "bits", "len20_bit_errors": 0.0, "len40_bit_errors": 1.5, "len120_bit_errors": float("nan")},
+        {"cell": "lstm", "seed": 0, "output_kind": "bits", "len20_bit_errors": 5.0, "len40_bit_errors": 121.0, "len120_bit_errors": 465.0},
+        {"cell": "params", "seed": 0, "output_kind": "bits", "len20_bit_errors": float("nan"), "len40_bit_errors": float("nan"), "len120_bit_errors": float("nan")},
+    ])
+    drawn = {}
+    monkeypatch.setattr(memory_plots, "plot_length_generalization", lambda path, lengths, errors, *a, **k: drawn.update(lengths=lengths, errors=errors) or path)
+    memory_plots.plot_runs_by_length(runs, tmp_path / "l.png")
+    assert drawn["lengths"] == [20, 40, 120]
+    assert list(drawn["errors"]) == ["lstm · seed 0", "ntm · seed 0", "ntm · seed 1"]  # the run without lengths is left out
+    assert drawn["errors"]["ntm · seed 1"][:2] == [0.0, 1.5] and math.isnan(drawn["errors"]["ntm · seed 1"][2])
+    assert memory_plots.plot_runs_by_length(runs[runs["cell"] == "params"], tmp_path / "none.png") is None
 
 
 @pytest.mark.parametrize("model_name", ["ntm", "dnc", "stack_rnn", "nmn"])  # nmn: one flat memory vector

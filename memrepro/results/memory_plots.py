@@ -83,14 +83,17 @@ def plot_memory_trace(path, inputs: Tensor, targets: Tensor, outputs: Tensor, tr
     return Path(path)
 
 
-def plot_length_generalization(path, lengths: Sequence[float], errors, train_range: tuple[float, float], ylabel: str = "bit errors per sequence", title: str = "") -> Path:
-    """Error against sequence length; ``errors`` is one list or {label: list} (several models).
-    The training range [lo, hi] is shaded."""
+def plot_length_generalization(path, lengths: Sequence[float], errors, train_range: tuple[float, float] | None, ylabel: str = "bit errors per sequence", title: str = "") -> Path:
+    """Error against sequence length; ``errors`` is one list or {label: list} (several models or
+    runs; labels "<group> · <run>" share their group's colour). The training range [lo, hi], when
+    given, is shaded."""
     series = errors if isinstance(errors, Mapping) else {"": errors}
+    groups = list(dict.fromkeys(label.split(" · ")[0] for label in series))
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.axvspan(*train_range, color="grey", alpha=0.2, label=f"training lengths {train_range[0]}-{train_range[1]}")
+    if train_range:
+        ax.axvspan(*train_range, color="grey", alpha=0.2, label=f"training lengths {train_range[0]}-{train_range[1]}")
     for label, values in series.items():
-        ax.plot(lengths, values, marker="o", label=label or None)
+        ax.plot(lengths, values, marker="o", label=label or None, color=f"C{groups.index(label.split(' · ')[0]) % 10}", alpha=0.8)
     ax.set_xlabel("sequence length")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -101,6 +104,33 @@ def plot_length_generalization(path, lengths: Sequence[float], errors, train_ran
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def by_length(values: Mapping[str, float], metric: str) -> dict[int, float]:
+    """{length: value} of the ``len<n>_<metric>`` entries of one run's final metrics."""
+    found = {int(m.group(1)): v for k, v in values.items() if (m := re.fullmatch(rf"len(\d+)_{metric}", k))}
+    return {n: found[n] for n in sorted(found) if found[n] == found[n]}  # NaN: a length this run did not evaluate
+
+
+def ylabel_of(metric: str) -> str:
+    return metric.replace("_", " ") + (" per sequence" if metric == "bit_errors" else "")
+
+
+def plot_runs_by_length(runs, path, title: str = "") -> Path | None:
+    """The table folder's view of the run folders' `LENGTH_FIGURE`: one line per run (a colour per
+    cell, one line per seed) for the runs that were evaluated at several lengths; None if none was."""
+    series, lengths, metric = {}, set(), None
+    for run in runs.sort_values(["cell", "seed"]).to_dict("records"):
+        metric = metric or PRIMARY_METRIC.get(run.get("output_kind"))
+        points = by_length(run, metric) if metric else {}
+        if len(points) >= 2:
+            series[f"{run['cell']} · seed {run['seed']}"] = points
+            lengths |= set(points)
+    if not series:
+        return None
+    lengths = sorted(lengths)
+    return plot_length_generalization(path, lengths, {k: [v.get(n, float("nan")) for n in lengths] for k, v in series.items()},
+                                      None, ylabel=ylabel_of(metric), title=title)
 
 
 MEMORY_FIGURE = "memory_trace.png"
@@ -124,10 +154,9 @@ def plot_model_figures(run_dir, model, task, batch, final: Mapping[str, float], 
                           predictions(task.output_kind, outputs.cpu(), task.num_classes), traces, title=title)
         written.append(MEMORY_FIGURE)
     metric = PRIMARY_METRIC[task.output_kind]
-    by_length = sorted((int(m.group(1)), v) for k, v in final.items() if (m := re.fullmatch(rf"len(\d+)_{metric}", k)))
-    if len(by_length) >= 2 and hasattr(task, "lengths"):
-        lengths, errors = zip(*by_length)
-        plot_length_generalization(Path(run_dir) / LENGTH_FIGURE, lengths, list(errors), tuple(task.lengths),
-                                   ylabel=metric.replace("_", " ") + (" per sequence" if metric == "bit_errors" else ""), title=title)
+    points = by_length(final, metric)
+    if len(points) >= 2 and hasattr(task, "lengths"):
+        plot_length_generalization(Path(run_dir) / LENGTH_FIGURE, list(points), list(points.values()), tuple(task.lengths),
+                                   ylabel=ylabel_of(metric), title=title)
         written.append(LENGTH_FIGURE)
     return written

@@ -1,7 +1,8 @@
 """`memrepro-report <sweep dir>`: the tables and figures of a sweep.
 
 * every sweep: ``cells.md/.csv`` — one row per model x task cell, mean ± std over seeds of each
-  final metric, n seeds, parameter count — and ``convergence.png`` (mean curve, ±std band per cell);
+  final metric, n seeds, parameter count — and ``convergence.png`` (mean curve, ±std band per cell),
+  with ``length_generalization.png`` (one line per seed) when runs were evaluated at several lengths;
 * a sweep of a paper experiment (its config names ``paper: <id>``): ``table.md/.csv/.tex`` with the
   paper's numbers beside ours, verdicts and the paper's claims checked (see `tables.py`).
   Without a paper, ``table.md/.csv`` are the cells table.
@@ -22,6 +23,7 @@ import pandas as pd
 
 from memrepro.errors import MemreproError
 from memrepro.results import aggregate, store, tables
+from memrepro.results.memory_plots import LENGTH_FIGURE, plot_runs_by_length
 from memrepro.results.plots import plot_convergence
 
 CURVE_METRICS = ("eval_bit_errors", "eval_error", "eval_mse", "eval_nll", "val_error", "val_mse", "val_nll", "val_bit_errors")
@@ -84,11 +86,19 @@ def report(sweep_dir: Path, out_dir: Path | None = None, metric: str | None = No
         written.update(tables.paper_report(runs, curves, tables.load_paper(paper_id), out_dir, meta))
         if store_dir:
             written["store"] = store.save(store_dir, runs, curves, [*shown, *evidence_curves(tables.load_paper(paper_id))], meta)
-    if shown and not curves.empty:
-        title = _paper_title(tables.load_paper(paper_id)) if paper_id else f"{', '.join(sorted(runs['model'].dropna().unique()))} on {', '.join(sorted(runs['task'].dropna().unique()))}"
-        figure = plot_convergence(curves, shown, out_dir / "convergence.png", title=title)
-        if figure:
-            written["figure"] = figure
+    title = _paper_title(tables.load_paper(paper_id)) if paper_id else f"{', '.join(sorted(runs['model'].dropna().unique()))} on {', '.join(sorted(runs['task'].dropna().unique()))}"
+    written.update(figures(runs, curves, shown, out_dir, title))
+    return written
+
+
+def figures(runs: pd.DataFrame, curves: pd.DataFrame, shown: list[str], folder: Path, title: str) -> dict[str, Path]:
+    """A table folder's figures: ``convergence.png`` of the ``shown`` curves, and
+    ``length_generalization.png`` (every seed) when runs were evaluated at several lengths."""
+    written = {}
+    if shown and not curves.empty and (figure := plot_convergence(curves, shown, folder / "convergence.png", title=title)):
+        written["figure"] = figure
+    if lengths := plot_runs_by_length(runs, folder / LENGTH_FIGURE, title=title):
+        written["lengths"] = lengths
     return written
 
 
@@ -119,9 +129,7 @@ def regenerate(folder: Path) -> dict:
     runs, curves, meta = store.load(folder)
     paper = tables.load_paper(meta["paper"])
     written = tables.paper_report(runs, curves, paper, folder, meta)
-    shown = curve_metrics(curves, paper) if not curves.empty else []
-    if shown:
-        plot_convergence(curves, shown, folder / "convergence.png", title=_paper_title(paper))
+    figures(runs, curves, curve_metrics(curves, paper) if not curves.empty else [], folder, _paper_title(paper))
     return json.loads(written["status"].read_text())
 
 
