@@ -84,7 +84,7 @@ def test_gradients_are_finite_over_a_long_sequence(cls):
 
 # --- NTM ----------------------------------------------------------------------------------------
 def test_ntm_initial_state():
-    model = make(NTM, read_heads=2, write_heads=3)
+    model = make(NTM, read_heads=2, write_heads=3, memory_init="constant")
     state = model.initial_state(2)
     assert torch.equal(state.memory, torch.full((2, 10, 6), CONSTANT_INIT))
     assert torch.equal(state.weights, torch.eye(10)[[0] * 5].expand(2, 5, 10))  # every head on slot 0

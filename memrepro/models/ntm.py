@@ -31,8 +31,9 @@ from memrepro.models.controller import Controller, check_clip, clip
 from memrepro.tasks.base import check_int
 
 MEMORY_INITS = ("constant", "random", "learned")
-CONSTANT_INIT = 1e-6  # Collier & Beel 2018: constant initialisation to 10^-6 converges fastest
-RANDOM_INIT_STD = 0.5  # Collier & Beel 2018's random/learned initialisation, N(0, 0.5²)
+CONSTANT_INIT = 1e-6  # Collier & Beel 2018: constant initialisation to 10^-6
+RANDOM_INIT_STD = 0.5  # Collier & Beel 2018's random/learned initialisation, N(0, 0.5²); the default:
+# on copy it alone generalised beyond the training lengths (docs/models/ntm.md, "What makes copy generalise")
 
 
 class NTMState(NamedTuple):
@@ -55,7 +56,7 @@ class NTM(SequenceModel):
         read_heads: int = 1,
         write_heads: int = 1,
         shift_range: int = 1,
-        memory_init: str = "constant",
+        memory_init: str = "random",
         clip_value: float | None = 20.0,
     ):
         super().__init__(input_size, output_size)
