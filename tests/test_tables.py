@@ -91,3 +91,14 @@ def test_the_committed_reproduction_page_is_what_the_committed_results_generate(
     shutil.copytree(repo / "results", tmp_path / "results")
     page = index(tmp_path / "results").read_text()
     assert page == (repo / "docs/REPRODUCTION.md").read_text(), "run `make report` and commit docs/REPRODUCTION.md"
+
+
+def test_a_table_whose_sweep_ran_some_cells_only_reports_the_others_as_not_run():
+    from memrepro.results.tables import compare
+
+    runs = pd.DataFrame([{"model": "ntm", "task": "copy", "overrides": ["+experiment/slides/cell=ntm_copy", "seed=0"],
+                          "status": "completed", "parameters": 62260, "len40_bit_errors": 0.0}])
+    table = compare(runs, load_paper("slides-ntm")).set_index("row")
+    assert table.loc["NTM copy bit errors, length 40", "ours_mean"] == 0.0
+    assert table.loc["NTM parameters, copy", "ours_mean"] == 62260
+    assert table.loc["LSTM copy bit errors, length 40", "verdict"] == "not run"  # its cell has no run yet

@@ -55,7 +55,7 @@ def row_runs(runs: pd.DataFrame, row: dict) -> pd.DataFrame:
         return runs.iloc[:0]
     wanted = {**(row.get("variant") or {}), **(row.get("task_variant") or {})}
     sel = runs[(runs["model"] == row["model"]) & (runs["task"] == row["task"])]
-    return sel[[_matches(o, wanted) for o in sel["overrides"]]]
+    return sel[sel["overrides"].map(lambda o: _matches(o, wanted)).astype(bool)]  # a Series: an empty list would pick columns
 
 
 def finished(runs: pd.DataFrame) -> pd.DataFrame:
