@@ -43,12 +43,12 @@ def test_a_published_value_below_the_tasks_bayes_error():
     assert "the paper's 0.136 is below the task's Bayes error 0.407" in why and "at the task's Bayes error" not in why
 
 
-
 def test_a_floor_our_runs_beat_is_not_theirs():
     # sorted classification logs the memory-less Bayes error: an RNN with memory goes below it
     runs = runs_of(test_error=[0.0008], test_bayes_error=[0.0459])
     why = reason(ROW, runs, curve([0.002, 0.001, 0.0008]), 0.0008, 0.018, 1.0)
     assert "Bayes" not in why
+
 
 def test_diverged_seeds_and_the_rows_note():
     runs = runs_of(test_error=[0.3, float("nan")]).assign(status=["completed", "failed"], error=["", "non-finite loss at step 7"])

@@ -12,8 +12,8 @@ and why the others did not is kept in `StackedForward.notes`:
   multiplies each seed's rows by that seed's weights (`torch.baddbmm`). Everything else in a
   memory model (addressing, reads, writes, allocation) works per sample already, so an update
   costs the operations of one run. For models whose parameters are all used through linear maps
-  and whose buffers are equal across seeds (DNC; NTM with a constant memory initialisation, not its default random one). At
-  the first call the folded outputs are compared with the models' own, so a model that uses a
+  and whose buffers are equal across seeds (DNC; the NTM with a constant memory initialisation,
+  not its default random one). At the first call the folded outputs are compared with the models' own, so a model that uses a
   parameter some other way, or mixes batch rows (a time-first layout), falls through to the next
   strategy instead of training wrongly.
 * ``vmap`` — `torch.vmap` of `functional_call` over the stacked parameters: any model built of
