@@ -39,8 +39,9 @@ test: install ## Set up and run the test suite (< 10 min on 2 cores)
 test-full: install ## All tests, the slow learning tests included
 	$(BIN)/python -m pytest
 
-bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"; docs/benchmarks.md)
+bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"), then ms per update of every step-loop model beside fused nn.LSTM (MODELS_ARGS="--only smann-3"); docs/benchmarks.md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python scripts/bench_models.py $(MODELS_ARGS)
 
 table-%: install ## Reproduce one paper table into outputs/tables/<id>/<scale> and the results store results/<id>/<scale>: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
 	@# the report is written even when a job failed; the target then fails with the sweep's status

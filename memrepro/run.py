@@ -79,6 +79,8 @@ def check_runtime(cfg: DictConfig) -> torch.device:
     """The run-level settings: seed, threads, compile and an available device."""
     for name, minimum in (("seed", 0), ("threads", 0), ("compile_steps", 1)):
         value = cfg[name]
+        if name == "compile_steps" and value is None:  # the model's own (SequenceModel.compile_steps)
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{name}={value!r}: must be an integer ≥ {minimum}")
     if not isinstance(cfg.compile, bool):

@@ -13,9 +13,10 @@ from memrepro.train import compiled
 from test_parallel import Delay, StepRNN, trainer
 
 
-def test_fused_forward_models_are_refused():
-    with pytest.raises(ConfigError, match="compile=true: LSTM runs its own fused forward"):
-        compiled.compile_training_step(LSTM(1, 1, hidden_size=4))
+def test_a_model_without_a_time_loop_says_there_is_nothing_to_compile():
+    model = LSTM(1, 1, hidden_size=4)
+    assert compiled.compile_training_step(model).endswith("nothing to compile")
+    assert model.scan.steps == 0
 
 
 def test_a_missing_compiler_is_named(monkeypatch):
@@ -80,6 +81,46 @@ def test_chunks_and_the_tail_give_the_eager_outputs_and_gradients():
     for model in (eager, chunked):
         y = model(x)
         y.pow(2).sum().backward()
+        grads.append([p.grad for p in model.parameters()])
+    torch.testing.assert_close(chunked(x).detach(), eager(x).detach(), rtol=1e-5, atol=1e-6)
+    for g_eager, g_chunked in zip(*grads):
+        torch.testing.assert_close(g_chunked, g_eager, rtol=1e-4, atol=1e-6)
+
+
+def test_cell_stacks_compile_eight_steps_per_graph_unless_told():
+    from memrepro.models.clstm import CLSTM
+    from memrepro.models.smann import NC
+
+    for model in (CLSTM(1, 1, 4), NC(1, 1, [4, 4])):
+        assert compiled.compile_training_step(model).endswith("8 step(s) per graph") and model.scan.steps == 8
+    model = NC(1, 1, [4, 4])
+    compiled.compile_training_step(model, steps=2)
+    assert model.scan.steps == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["clstm", "nc", "smann", "skip_lstm"])
+def test_compiled_time_loops_give_the_eager_outputs_and_gradients(name):
+    """Length 11 in graphs of 4 steps (two chunks and a three-step tail), with mask-off steps for
+    NC and SMANN: the compiled loops must give the eager loop's outputs and gradients."""
+    from memrepro.models.clstm import CLSTM
+    from memrepro.models.skip_rnn import SkipLSTM
+    from memrepro.models.smann import NC, SMANN
+
+    make = {"clstm": lambda: CLSTM(2, 3, 5, 2), "nc": lambda: NC(2, 3, [5, 4], dropout=0.0), "smann": lambda: SMANN(2, 3, [5, 4], 6, 3, dropout=0.0),
+            "skip_lstm": lambda: SkipLSTM(2, 3, 5, 2, dropout=0.0)}[name]
+    torch.manual_seed(0)
+    eager, chunked = make(), make()
+    if hasattr(eager, "mask"):
+        with torch.no_grad():
+            eager.mask.logits[[1, 4, 5, 9]] = -1.0  # mask-off steps
+    chunked.load_state_dict(eager.state_dict())
+    compiled.compile_training_step(chunked, steps=4)
+    x = torch.rand(3, 11, 2)
+    grads = []
+    for model in (eager, chunked):
+        y = model(x)
+        (y.pow(2).sum() + model.extra_loss()).backward()
         grads.append([p.grad for p in model.parameters()])
     torch.testing.assert_close(chunked(x).detach(), eager(x).detach(), rtol=1e-5, atol=1e-6)
     for g_eager, g_chunked in zip(*grads):

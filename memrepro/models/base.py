@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from memrepro.models.scan import Scan
 from memrepro.tasks.base import check_positive
 
 State = Any
@@ -23,6 +24,12 @@ class SequenceModel(nn.Module):
     # True when `extra_loss` reads values the latest forward left on the module (Skip RNN's
     # budget): parallel seeds must then run each seed's own forward (memrepro.train.stacked).
     loss_reads_forward = False
+    # False for models whose gradients never pass through a Python time loop (fused or batched
+    # operators only): compile=true has nothing to compile there.
+    scans = True
+    # compile=true: time steps per TorchInductor graph, unless compile_steps says otherwise. One for
+    # whole-model steps (an 8-step DNC graph takes minutes to compile); cell stacks take 8.
+    compile_steps = 1
 
     def __init__(self, input_size: int, output_size: int):
         super().__init__()
@@ -30,6 +37,7 @@ class SequenceModel(nn.Module):
         check_positive("model.output_size", output_size)
         self.input_size = input_size
         self.output_size = output_size
+        self.scan = Scan()  # the time loops, eager or compiled (compile=true: memrepro.train.compiled)
 
     def initial_state(self, batch_size: int) -> State:
         raise NotImplementedError  # abstract
@@ -48,12 +56,14 @@ class SequenceModel(nn.Module):
         """The step loop: outputs [B, T, O], the states after each step (when kept), the last state."""
         if state is None:
             state = self.initial_state(x.shape[0])
+        if not keep_states:
+            y, state = self.scan(self.step, (x,), state)
+            return y, [], state
         outputs, states = [], []
         for x_t in x.unbind(1):  # not x[:, t]: a slice's backward writes a full-size gradient
             y, state = self.step(x_t, state)
             outputs.append(y)
-            if keep_states:
-                states.append(state)
+            states.append(state)
         return torch.stack(outputs, dim=1), states, state
 
     def extra_loss(self) -> Tensor | float:

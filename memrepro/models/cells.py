@@ -1,8 +1,9 @@
 """`CellStack`: a stack of custom recurrent cells with a linear read-out, run layer by layer.
 
-A cell here has ``input`` (the nn.Linear giving W x + b, applied to a whole sequence at once),
+A cell (`Cell`) has ``input`` (the nn.Linear giving W x + b, applied to a whole sequence at once),
 ``zero_state(batch_size)``, ``forward(wx_t, state) -> state`` and ``hidden(state) -> h``. Running
-the stack layer by layer leaves one small recurrent matmul per step in the Python loop.
+the stack layer by layer leaves one small recurrent matmul per step in the time loop
+(`memrepro.models.scan`, compiled under compile=true).
 """
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ from memrepro.models.recurrent import check_dropout
 from memrepro.tasks.base import check_positive
 
 
+class Cell(nn.Module):
+    """One recurrent layer of a `CellStack`; subclasses define input, zero_state, forward, hidden."""
+
+    def scan_step(self, wx_t: Tensor, state):
+        """One step for `Scan`: (h', state')."""
+        state = self(wx_t, state)
+        return self.hidden(state), state
+
+
 class CellStack(SequenceModel):
+    compile_steps = 8  # compile=true: 8 steps of a layer per graph (docs/benchmarks.md, "Step-loop models")
     def __init__(self, input_size: int, output_size: int, hidden_size: int, num_layers: int, dropout: float, make_cell):
         super().__init__(input_size, output_size)
         check_positive("model.hidden_size", hidden_size)
@@ -42,12 +53,7 @@ class CellStack(SequenceModel):
         if state is None:
             state = self.initial_state(x.shape[0])
         for cell, layer_state in zip(self.cells, state):
-            outs = []
-            # unbind, not wx[:, t]: each slice's backward would write a full-size gradient (O(T²))
-            for wx_t in cell.input(x).unbind(1):
-                layer_state = cell(wx_t, layer_state)
-                outs.append(cell.hidden(layer_state))
-            x = torch.stack(outs, dim=1)
+            x, _ = self.scan(cell.scan_step, (cell.input(x),), layer_state)
         return self.readout(self.dropout(x))
 
     def trace(self, state) -> dict[str, Tensor]:

@@ -23,11 +23,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from memrepro.models.cells import CellStack
+from memrepro.models.cells import Cell, CellStack
 from memrepro.models.chrono import check_init, gate_biases
 
 
-class ConstrainedLSTMCell(nn.Module):
+class ConstrainedLSTMCell(Cell):
     """Eq. (1). Gates are laid out (i, f, g) like PyTorch's LSTM without its o block."""
 
     def __init__(self, input_size: int, hidden_size: int, init: str = "standard", t_max: float | None = None, forget_bias: float = 1.0):

@@ -30,6 +30,7 @@ def gaussian_memory_weights(memory_length: int, memory_inputs: int, sigma: float
 
 class GaussianMemoryFFNN(SequenceModel):
     """State: the register of the previous ``memory_length`` inputs [B, L, I], most recent first."""
+    scans = False  # no Python time loop carries gradients (compile=true: nothing to compile)
 
     def __init__(self, input_size: int, output_size: int, hidden_sizes=(16,), memory_length: int = 10, memory_inputs: int = 5,
                  sigma: float = 0.5, activation: str = "sigmoid"):

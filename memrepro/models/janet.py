@@ -18,11 +18,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from memrepro.models.cells import CellStack
+from memrepro.models.cells import Cell, CellStack
 from memrepro.models.chrono import check_init, gate_biases
 
 
-class JANETCell(nn.Module):
+class JANETCell(Cell):
     def __init__(self, input_size: int, hidden_size: int, beta: float = 1.0, init: str = "chrono", t_max: float | None = None, forget_bias: float = 1.0):
         super().__init__()
         H = self.hidden_size = hidden_size

@@ -131,6 +131,7 @@ class MemoryLayer(nn.Module):
 
 class NMN(SequenceModel):
     """Sigmoid layers with per-neuron memory banks (see the module docstring) and a linear output."""
+    scans = False  # no Python time loop carries gradients (compile=true: nothing to compile)
 
     def __init__(self, input_size: int, output_size: int, hidden_sizes=(32, 32), memory: bool = True, write: str = "nearest_neighbor",
                  addressing: str = "orthogonal", neighbours: int = 2, write_when: str = "fire", decay_train: float = 0.5,

@@ -37,6 +37,7 @@ def check_dropout(dropout: float) -> None:
 
 class FFNN(SequenceModel):
     """Per-step MLP: y_t = f(x_t). ``hidden_sizes`` lists the hidden layers."""
+    scans = False  # no Python time loop carries gradients (compile=true: nothing to compile)
 
     def __init__(self, input_size: int, output_size: int, hidden_sizes=(64,), activation: str = "sigmoid", dropout: float = 0.0):
         super().__init__(input_size, output_size)
@@ -62,6 +63,7 @@ class FFNN(SequenceModel):
 
 class _FusedRecurrent(SequenceModel):
     """Shared body of RNN/LSTM/GRU: a fused torch.nn recurrent layer plus a linear read-out."""
+    scans = False  # no Python time loop carries gradients (compile=true: nothing to compile)
 
     cell: type[nn.RNNBase]
     has_cell_state = False

@@ -70,6 +70,7 @@ class NCState(NamedTuple):
 
 class NC(SequenceModel):
     """The neural controller with sparse mask (SMANN §2.2, "NC_1 (32-32)", "NC_2 (32-64)")."""
+    compile_steps = 8  # compile=true: 8 steps of a layer per graph (docs/benchmarks.md, "Step-loop models")
 
     def __init__(self, input_size: int, output_size: int, hidden_sizes=(32, 32), mask_length: int = 1024, xi: float = 1e-6,
                  dropout: float = 0.1, init: str = "chrono", t_max: float | None = 784, forget_bias: float = 1.0):
@@ -93,14 +94,18 @@ class NC(SequenceModel):
     def readout_size(self) -> int:
         return self.layer2.hidden_size
 
-    # --- eqs. (5) and (6), one step each ---------------------------------------------------------
-    def layer1_step(self, wx_t: Tensor, h: Tensor, c: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
-        c_tilde = self.layer1.candidate(wx_t, h, c)
-        return self.layer1.output(c_tilde), (1 - m_t) * c_tilde
+    # --- eqs. (5) and (6), one step each (steps of `Scan`: (h, (h, c))) -----------------------
+    def layer1_step(self, wx_t: Tensor, keep_t: Tensor, state: tuple[Tensor, Tensor]):
+        """Eq. (5); ``keep_t`` = 1 − m_t."""
+        c_tilde = self.layer1.candidate(wx_t, *state)
+        h = self.layer1.output(c_tilde)
+        return h, (h, keep_t * c_tilde)
 
-    def layer2_step(self, wx_t: Tensor, h: Tensor, c: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
-        c = m_t * self.layer2.candidate(wx_t, h, c) + (1 - m_t) * c
-        return self.layer2.output(c), c
+    def layer2_step(self, wx_t: Tensor, m_t: Tensor, state: tuple[Tensor, Tensor]):
+        """Eq. (6): c = m_t c̃ + (1 − m_t) c, one lerp."""
+        c = torch.lerp(state[1], self.layer2.candidate(wx_t, *state), m_t)
+        h = self.layer2.output(c)
+        return h, (h, c)
 
     # --- SequenceModel ---------------------------------------------------------------------------
     def initial_state(self, batch_size: int) -> NCState:
@@ -111,8 +116,8 @@ class NC(SequenceModel):
     def controller_step(self, x_t: Tensor, state: NCState) -> tuple[NCState, Tensor]:
         """Both layers at one step: the new state and m_t."""
         m_t = self.mask(state.t + 1, state.t)[0]
-        h1, c1 = self.layer1_step(self.layer1.input(x_t), state.h1, state.c1, m_t)
-        h2, c2 = self.layer2_step(self.layer2.input(h1), state.h2, state.c2, m_t)
+        h1, (_, c1) = self.layer1_step(self.layer1.input(x_t), 1 - m_t, (state.h1, state.c1))
+        h2, (_, c2) = self.layer2_step(self.layer2.input(h1), m_t, (state.h2, state.c2))
         self.last_steps = state.t + 1
         return NCState(state.t + 1, h1, c1, h2, c2), m_t
 
@@ -125,20 +130,20 @@ class NC(SequenceModel):
         layer 2's h for every step [B, T, H2], the mask [T] and the final state."""
         T = x.shape[1]
         m = self.mask(state.t + T, state.t)
-        skip = [not on for on in (m > 0.5).tolist()] if not torch.is_grad_enabled() else [False] * T
-        h1, c1, h2, c2 = state.h1, state.c1, state.h2, state.c2
-        hs1 = []
-        # unbind, not wx[:, t]: each slice's backward would write a full-size gradient (O(T²))
-        for wx_t, m_t in zip(self.layer1.input(x).unbind(1), m.unbind(0)):
-            h1, c1 = self.layer1_step(wx_t, h1, c1, m_t)
-            hs1.append(h1)
-        hs2 = []
-        for wx_t, m_t, off in zip(self.layer2.input(torch.stack(hs1, dim=1)).unbind(1), m.unbind(0), skip):
-            if not off:  # m_t = 0 leaves layer 2 as it is; with gradients we still compute it for the ST estimator
-                h2, c2 = self.layer2_step(wx_t, h2, c2, m_t)
-            hs2.append(h2)
+        m_steps = m.view(1, T, 1)  # time on dim 1, as `Scan` takes its inputs
+        hs1, (h1, c1) = self.scan(self.layer1_step, (self.layer1.input(x), 1 - m_steps), (state.h1, state.c1))
+        wx2 = self.layer2.input(hs1)
+        if torch.is_grad_enabled():  # every step: the straight-through gradient reaches m′_t at mask-off steps too
+            hs2, (h2, c2) = self.scan(self.layer2_step, (wx2, m_steps), (state.h2, state.c2))
+        else:  # m_t = 0 leaves layer 2 as it is: run it on the mask-on steps only and hold its h in between
+            on = m > 0.5
+            h2, c2, held = state.h2, state.c2, state.h2.unsqueeze(1)
+            if on.any():
+                hs2_on, (h2, c2) = self.scan(self.layer2_step, (wx2[:, on], m_steps[:, on]), (h2, c2))
+                held = torch.cat([held, hs2_on], dim=1)
+            hs2 = held[:, on.cumsum(0)]  # step t holds the h of the latest mask-on step ≤ t
         self.last_steps = state.t + T
-        return torch.stack(hs2, dim=1), m, NCState(state.t + T, h1, c1, h2, c2)
+        return hs2, m, NCState(state.t + T, h1, c1, h2, c2)
 
     def forward(self, x: Tensor, state=None, return_states: bool = False):
         if return_states:
@@ -188,15 +193,17 @@ class SMANN(NC):
     def readout_size(self) -> int:
         return self.layer2.hidden_size + self.memory_width
 
-    def access(self, memory: Tensor, read: Tensor, iface_t: Tensor, m_t: Tensor) -> tuple[Tensor, Tensor]:
-        """One mask-on step: (new memory, new read vector), blended by m_t = 1 so that the
-        straight-through gradient reaches m′_t."""
+    def access(self, iface_t: Tensor, m_t: Tensor, state: tuple[Tensor, Tensor]):
+        """One mask-on step, a step of `Scan`: (read, (memory, read)), blended by m_t = 1 so that
+        the straight-through gradient reaches m′_t."""
+        memory, read = state
         W = self.memory_width
         keys, strengths, erase, add = iface_t.split([2 * W, 2, W, W], dim=-1)
         w = content_weighting(memory, keys.view(-1, 2, W), F.softplus(strengths))  # [B, 2, N]: read, write
         new_read = read_memory(memory, w[:, :1])[:, 0]
         new_memory = erase_add_write(memory, w[:, 1:], torch.sigmoid(erase).unsqueeze(1), torch.tanh(add).unsqueeze(1))
-        return m_t * new_memory + (1 - m_t) * memory, m_t * new_read + (1 - m_t) * read
+        read = torch.lerp(read, new_read, m_t)
+        return read, (torch.lerp(memory, new_memory, m_t), read)
 
     def initial_state(self, batch_size: int) -> SMANNState:
         nc = super().initial_state(batch_size)
@@ -207,7 +214,7 @@ class SMANN(NC):
         nc, m_t = self.controller_step(x_t, NCState(*state[:5]))
         memory, read = state.memory, state.read
         if m_t.item() > 0.5:
-            memory, read = self.access(memory, read, self.interface(nc.h2), m_t)
+            read, (memory, _) = self.access(self.interface(nc.h2), m_t, (memory, read))
         y = self.readout(self.dropout(torch.cat([nc.h2, read], dim=-1)))
         return y, SMANNState(*nc, memory, read)
 
@@ -217,16 +224,14 @@ class SMANN(NC):
         if state is None:
             state = self.initial_state(x.shape[0])
         hs2, m, _ = self.controller(x, NCState(*state[:5]))
-        on = (m > 0.5).tolist()
-        iface = self.interface(hs2[:, on])  # only the mask-on steps need the interface
-        memory, read, reads = state.memory, state.read, []
-        steps_on = iter(zip(iface.unbind(1), m[on].unbind(0)))
-        for step_on in on:
-            if step_on:
-                iface_t, m_t = next(steps_on)
-                memory, read = self.access(memory, read, iface_t, m_t)
-            reads.append(read)
-        return self.readout(self.dropout(torch.cat([hs2, torch.stack(reads, dim=1)], dim=-1)))
+        on = m > 0.5
+        held = state.read.unsqueeze(1)
+        if on.any():  # the memory loop runs over the mask-on steps only
+            iface = self.interface(hs2[:, on])
+            reads, _ = self.scan(self.access, (iface, m[on].view(1, -1, 1)), (state.memory, state.read))
+            held = torch.cat([held, reads], dim=1)
+        reads = held[:, on.cumsum(0)]  # step t holds the read of the latest mask-on step ≤ t
+        return self.readout(self.dropout(torch.cat([hs2, reads], dim=-1)))
 
     def trace(self, state: SMANNState) -> dict[str, Tensor]:
         return {"hidden": state.h2, "memory": state.memory, "read": state.read}
