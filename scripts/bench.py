@@ -272,8 +272,9 @@ def worker(spec: dict) -> None:
     print(json.dumps(WORKERS[spec["kind"]](spec)))
 
 
-def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], cwd=REPO, capture_output=True, text=True,
+def measure(spec: dict, script: str = __file__) -> dict:
+    """``script --worker spec`` in a fresh process: its last line of output, as JSON."""
+    proc = subprocess.run([sys.executable, script, "--worker", json.dumps(spec)], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench import measure  # scripts/bench.py: a worker in a fresh subprocess
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
@@ -112,14 +112,6 @@ def worker(spec: dict) -> dict:
             "x_range": [round(min(ratios), 2), round(max(ratios), 2)], "updates": n * spec["rounds"]}
 
 
-def measure(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 # --- the table -----------------------------------------------------------------------------------------
 def markdown(results: list[dict]) -> str:
     lines = ["| table | model | size | T | eager ms (CPU ms) | × LSTM | compile=true ms (CPU ms) | × LSTM | first update s | "
@@ -157,7 +149,7 @@ def main() -> None:
         for mode in args.modes.split(","):
             spec = {"overrides": [*overrides, *adding(length)], "baseline": [*baseline, *adding(length)], "mode": mode,
                     "rounds": args.rounds, "seconds": args.seconds}
-            result[mode] = measure(spec)
+            result[mode] = measure(spec, __file__)
             m = result[mode]
             print(f"{table:8} {model:9} {size:14} T={length:<4} {mode:7} " +
                   (m["error"] if "error" in m else f"{m['cpu_ms']:8.1f} ms  x{m['x_lstm']:.2f} LSTM ({m['lstm_cpu_ms']} ms)  first {m['first_s']} s"),

@@ -69,22 +69,26 @@ def test_chunked_model_keeps_the_eager_loop_for_evaluation_and_states():
     assert len(states) == 6 and torch.allclose(y, y_states)
 
 
-@pytest.mark.slow
-def test_chunks_and_the_tail_give_the_eager_outputs_and_gradients():
-    """Length 8 in chunks of 3: two compiled chunks, then two one-step graphs for the tail."""
-    torch.manual_seed(0)
-    eager, chunked = StepRNN(2, 3), StepRNN(2, 3)
+def assert_compiled_matches_eager(make, steps: int, x: torch.Tensor) -> None:
+    """Two copies of ``make()``, one compiled in graphs of ``steps``: equal outputs and gradients."""
+    eager, chunked = make(), make()
     chunked.load_state_dict(eager.state_dict())
-    compiled.compile_training_step(chunked, steps=3)
-    x = torch.rand(4, 8, 2)
+    compiled.compile_training_step(chunked, steps=steps)
     grads = []
     for model in (eager, chunked):
         y = model(x)
-        y.pow(2).sum().backward()
+        (y.pow(2).sum() + model.extra_loss()).backward()
         grads.append([p.grad for p in model.parameters()])
     torch.testing.assert_close(chunked(x).detach(), eager(x).detach(), rtol=1e-5, atol=1e-6)
     for g_eager, g_chunked in zip(*grads):
         torch.testing.assert_close(g_chunked, g_eager, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_chunks_and_the_tail_give_the_eager_outputs_and_gradients():
+    """Length 8 in chunks of 3: two compiled chunks, then two one-step graphs for the tail."""
+    torch.manual_seed(0)
+    assert_compiled_matches_eager(lambda: StepRNN(2, 3), 3, torch.rand(4, 8, 2))
 
 
 def test_cell_stacks_compile_eight_steps_per_graph_unless_told():
@@ -107,21 +111,14 @@ def test_compiled_time_loops_give_the_eager_outputs_and_gradients(name):
     from memrepro.models.skip_rnn import SkipLSTM
     from memrepro.models.smann import NC, SMANN
 
-    make = {"clstm": lambda: CLSTM(2, 3, 5, 2), "nc": lambda: NC(2, 3, [5, 4], dropout=0.0), "smann": lambda: SMANN(2, 3, [5, 4], 6, 3, dropout=0.0),
-            "skip_lstm": lambda: SkipLSTM(2, 3, 5, 2, dropout=0.0)}[name]
-    torch.manual_seed(0)
-    eager, chunked = make(), make()
-    if hasattr(eager, "mask"):
-        with torch.no_grad():
-            eager.mask.logits[[1, 4, 5, 9]] = -1.0  # mask-off steps
-    chunked.load_state_dict(eager.state_dict())
-    compiled.compile_training_step(chunked, steps=4)
-    x = torch.rand(3, 11, 2)
-    grads = []
-    for model in (eager, chunked):
-        y = model(x)
-        (y.pow(2).sum() + model.extra_loss()).backward()
-        grads.append([p.grad for p in model.parameters()])
-    torch.testing.assert_close(chunked(x).detach(), eager(x).detach(), rtol=1e-5, atol=1e-6)
-    for g_eager, g_chunked in zip(*grads):
-        torch.testing.assert_close(g_chunked, g_eager, rtol=1e-4, atol=1e-6)
+    cls, args = {"clstm": (CLSTM, (2, 3, 5, 2)), "nc": (NC, (2, 3, [5, 4])), "smann": (SMANN, (2, 3, [5, 4], 6, 3)), "skip_lstm": (SkipLSTM, (2, 3, 5, 2))}[name]
+
+    def make():
+        torch.manual_seed(0)
+        model = cls(*args, dropout=0.0)
+        if hasattr(model, "mask"):
+            with torch.no_grad():
+                model.mask.logits[[1, 4, 5, 9]] = -1.0  # mask-off steps
+        return model
+
+    assert_compiled_matches_eager(make, 4, torch.rand(3, 11, 2))
