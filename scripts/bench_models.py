@@ -69,13 +69,13 @@ MODES = ("eager", "compile")
 
 
 # --- one row, in its own subprocess ------------------------------------------------------------------
-def build_update(overrides: list[str], compile_: bool):
+def build_update(overrides: list[str], compile_: bool, steps: int | None = None):
     from memrepro.config import compose
     from memrepro.run import build
     from memrepro.train.compiled import compile_training_step
 
     task, model, trainer = build(compose([*overrides, "scale=smoke", "trainer.progress=false", "trainer.clip_norm=1"]), seed=0)
-    path = compile_training_step(model) if compile_ else "eager"
+    path = compile_training_step(model, steps) if compile_ else "eager"
     trainer.start(model, task, Path(tempfile.mkdtemp()))
     return path, lambda: trainer._update(trainer._next_batch())
 
@@ -93,7 +93,7 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    path, update = build_update(spec["overrides"], spec["mode"] == "compile")
+    path, update = build_update(spec["overrides"], spec["mode"] == "compile", spec.get("compile_steps"))
     _, baseline = build_update(spec["baseline"], False)
     start = time.perf_counter()
     update()  # compiles or builds, if anything does
@@ -133,6 +133,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", help="comma-separated tables (smann-1, smann-2, smann-3, smann-4) or models")
     p.add_argument("--modes", default=",".join(MODES), help="eager, compile or both")
+    p.add_argument("--compile-steps", type=int, help="time steps per compiled graph (default: each model's own)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seconds", type=float, default=1.0, help="length of one timed round of each of the two models")
     p.add_argument("--save", action="store_true", help="write the table into docs/benchmarks.md")
@@ -148,7 +149,7 @@ def main() -> None:
         result = {"table": table, "model": model, "size": size, "length": length}
         for mode in args.modes.split(","):
             spec = {"overrides": [*overrides, *adding(length)], "baseline": [*baseline, *adding(length)], "mode": mode,
-                    "rounds": args.rounds, "seconds": args.seconds}
+                    "compile_steps": args.compile_steps, "rounds": args.rounds, "seconds": args.seconds}
             result[mode] = measure(spec, __file__)
             m = result[mode]
             print(f"{table:8} {model:9} {size:14} T={length:<4} {mode:7} " +
