@@ -46,24 +46,26 @@ def lstm(hidden: int, layers: int) -> list[str]:
     return ["model=lstm", f"model.hidden_size={hidden}", f"model.num_layers={layers}"]
 
 
-# (table, model, size, length, the model's overrides, the fused LSTM's): each model at the size and
-# sequence length of the paper table that uses it; the 2x32 rows at 120 and 784 are issue 17's.
+# (table, model, size, length, task, the model's overrides, the fused LSTM's): each model at the size
+# and sequence length of the paper table that uses it; the 2x32 rows at 120 and 784 are the 1.5x target's.
+STACK = ["experiment=slides_stack_rnn", "task.language=anbn"]  # lengths 2n+1 follow the curriculum
 ROWS = [
-    ("smann-3", "clstm", "2x32", 120, ["model=clstm", "model.hidden_size=32", "model.num_layers=2", "model.t_max=120"], lstm(32, 2)),
-    ("smann-3", "nc", "32-32", 120, ["model=nc", "model.t_max=120"], lstm(32, 2)),
-    ("smann-3", "janet", "2x32", 120, ["model=janet", "model.t_max=120"], lstm(32, 2)),
-    ("smann-3", "skip_lstm", "2x32", 120, ["model=skip_lstm"], lstm(32, 2)),
-    ("smann-3", "skip_gru", "2x32", 120, ["model=skip_gru"], lstm(32, 2)),
-    ("smann-2", "clstm", "2x32", 784, ["model=clstm", "model.hidden_size=32", "model.num_layers=2", "model.t_max=784"], lstm(32, 2)),
-    ("smann-2", "nc", "32-32", 784, ["model=nc"], lstm(32, 2)),
-    ("smann-2", "nc", "32-64", 784, ["model=nc", "model.hidden_sizes=[32,64]"], lstm(64, 2)),
-    ("smann-2", "janet", "2x32", 784, ["model=janet"], lstm(32, 2)),
-    ("smann-2", "skip_lstm", "2x32", 784, ["model=skip_lstm"], lstm(32, 2)),
-    ("smann-2", "skip_gru", "2x32", 784, ["model=skip_gru"], lstm(32, 2)),
-    ("smann-1", "clstm", "1x128", 784, ["model=clstm", "model.hidden_size=128", "model.num_layers=1", "model.t_max=784"], lstm(128, 1)),
-    ("smann-4", "smann", "32-32, 128x20", 784, ["model=smann", "model.memory_slots=128", "model.memory_width=20"], lstm(32, 2)),
-    ("smann-4", "ntm", "2x32, 128x20", 784,
+    ("smann-3", "clstm", "2x32", 120, adding(120), ["model=clstm", "model.hidden_size=32", "model.num_layers=2", "model.t_max=120"], lstm(32, 2)),
+    ("smann-3", "nc", "32-32", 120, adding(120), ["model=nc", "model.t_max=120"], lstm(32, 2)),
+    ("smann-3", "janet", "2x32", 120, adding(120), ["model=janet", "model.t_max=120"], lstm(32, 2)),
+    ("smann-3", "skip_lstm", "2x32", 120, adding(120), ["model=skip_lstm"], lstm(32, 2)),
+    ("smann-3", "skip_gru", "2x32", 120, adding(120), ["model=skip_gru"], lstm(32, 2)),
+    ("smann-2", "clstm", "2x32", 784, adding(784), ["model=clstm", "model.hidden_size=32", "model.num_layers=2", "model.t_max=784"], lstm(32, 2)),
+    ("smann-2", "nc", "32-32", 784, adding(784), ["model=nc"], lstm(32, 2)),
+    ("smann-2", "nc", "32-64", 784, adding(784), ["model=nc", "model.hidden_sizes=[32,64]"], lstm(64, 2)),
+    ("smann-2", "janet", "2x32", 784, adding(784), ["model=janet"], lstm(32, 2)),
+    ("smann-2", "skip_lstm", "2x32", 784, adding(784), ["model=skip_lstm"], lstm(32, 2)),
+    ("smann-2", "skip_gru", "2x32", 784, adding(784), ["model=skip_gru"], lstm(32, 2)),
+    ("smann-1", "clstm", "1x128", 784, adding(784), ["model=clstm", "model.hidden_size=128", "model.num_layers=1", "model.t_max=784"], lstm(128, 1)),
+    ("smann-4", "smann", "32-32, 128x20", 784, adding(784), ["model=smann", "model.memory_slots=128", "model.memory_width=20"], lstm(32, 2)),
+    ("smann-4", "ntm", "2x32, 128x20", 784, adding(784),
      ["model=ntm", "model.controller_size=32", "model.controller_layers=2", "model.memory_slots=128", "model.memory_width=20"], lstm(32, 2)),
+    ("slides-stack-rnn", "stack_rnn", "40, 10 stacks", None, STACK, ["+experiment/slides/model=stack_rnn_40_10"], ["+experiment/slides/model=lstm_40"]),
 ]
 MODES = ("eager", "compile")
 
@@ -123,8 +125,8 @@ def markdown(results: list[dict]) -> str:
         def cell(m, key):
             return m.get("error", "")[:60] if "error" in m else (f"{m[key]} ({m['cpu_' + key]})" if key == "ms" else str(m.get(key, "")))
 
-        per_step = " / ".join(f"{m['cpu_ms'] / r['length']:.3f}" for m in (e, c) if "cpu_ms" in m)
-        lines.append(f"| {r['table']} | {r['model']} | {r['size']} | {r['length']} | {cell(e, 'ms')} | {cell(e, 'x_lstm')} | {cell(c, 'ms')} | "
+        per_step = " / ".join(f"{m['cpu_ms'] / r['length']:.3f}" for m in (e, c) if "cpu_ms" in m and r["length"])
+        lines.append(f"| {r['table']} | {r['model']} | {r['size']} | {r['length'] or 'curriculum'} | {cell(e, 'ms')} | {cell(e, 'x_lstm')} | {cell(c, 'ms')} | "
                      f"{cell(c, 'x_lstm')} | {c.get('first_s', '')} | {(e or c).get('lstm_cpu_ms', '')} | {per_step} |")
     return "\n".join(lines) + "\n"
 
@@ -145,14 +147,14 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     rows = [r for r in ROWS if only is None or r[0] in only or r[1] in only]
     results = []
-    for table, model, size, length, overrides, baseline in rows:
+    for table, model, size, length, task, overrides, baseline in rows:
         result = {"table": table, "model": model, "size": size, "length": length}
         for mode in args.modes.split(","):
-            spec = {"overrides": [*overrides, *adding(length)], "baseline": [*baseline, *adding(length)], "mode": mode,
+            spec = {"overrides": [*task, *overrides], "baseline": [*task, *baseline], "mode": mode,
                     "compile_steps": args.compile_steps, "rounds": args.rounds, "seconds": args.seconds}
             result[mode] = measure(spec, __file__)
             m = result[mode]
-            print(f"{table:8} {model:9} {size:14} T={length:<4} {mode:7} " +
+            print(f"{table:8} {model:9} {size:14} T={length or 'var':<4} {mode:7} " +
                   (m["error"] if "error" in m else f"{m['cpu_ms']:8.1f} ms  x{m['x_lstm']:.2f} LSTM ({m['lstm_cpu_ms']} ms)  first {m['first_s']} s"),
                   flush=True)
         results.append(result)

@@ -103,19 +103,21 @@ def test_cell_stacks_compile_eight_steps_per_graph_unless_told():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["clstm", "nc", "smann", "skip_lstm"])
+@pytest.mark.parametrize("name", ["clstm", "nc", "smann", "skip_lstm", "stack_rnn"])
 def test_compiled_time_loops_give_the_eager_outputs_and_gradients(name):
     """Length 11 in graphs of 4 steps (two chunks and a three-step tail), with mask-off steps for
     NC and SMANN: the compiled loops must give the eager loop's outputs and gradients."""
     from memrepro.models.clstm import CLSTM
     from memrepro.models.skip_rnn import SkipLSTM
     from memrepro.models.smann import NC, SMANN
+    from memrepro.models.stack_rnn import StackRNN
 
-    cls, args = {"clstm": (CLSTM, (2, 3, 5, 2)), "nc": (NC, (2, 3, [5, 4])), "smann": (SMANN, (2, 3, [5, 4], 6, 3)), "skip_lstm": (SkipLSTM, (2, 3, 5, 2))}[name]
+    cls, args = {"clstm": (CLSTM, (2, 3, 5, 2)), "nc": (NC, (2, 3, [5, 4])), "smann": (SMANN, (2, 3, [5, 4], 6, 3)), "skip_lstm": (SkipLSTM, (2, 3, 5, 2)),
+                 "stack_rnn": (StackRNN, (2, 3, 5, 2, 2, 6))}[name]
 
     def make():
         torch.manual_seed(0)
-        model = cls(*args, dropout=0.0)
+        model = cls(*args) if cls is StackRNN else cls(*args, dropout=0.0)
         if hasattr(model, "mask"):
             with torch.no_grad():
                 model.mask.logits[[1, 4, 5, 9]] = -1.0  # mask-off steps

@@ -51,6 +51,7 @@ class StackState(NamedTuple):
 
 
 class StackRNN(SequenceModel):
+    compile_steps = 8  # compile=true: 8 steps per graph, 2.2x eager (docs/benchmarks.md, "Step-loop models")
     def __init__(
         self,
         input_size: int,
