@@ -7,7 +7,6 @@ the stack layer by layer leaves one small recurrent matmul per step in the time 
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from memrepro.models.base import SequenceModel
