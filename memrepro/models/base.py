@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves, tree_structure, tree_unflatten
 
 from memrepro.models.scan import Scan
 from memrepro.tasks.base import check_positive
@@ -59,12 +60,23 @@ class SequenceModel(nn.Module):
         if not keep_states:
             y, state = self.scan(self.step, (x,), state)
             return y, [], state
+        if self.scan.steps and torch.is_grad_enabled() and all(isinstance(leaf, Tensor) for leaf in tree_leaves(state)):
+            # compiled training that wants every state (the forcing trainers): the states come out
+            # of the scan stacked [B, T, ...] leaf by leaf, and are handed back one per step
+            (y, stacked), state = self.scan(self.step_and_state, (x,), state)
+            steps = zip(*(leaf.unbind(1) for leaf in tree_leaves(stacked)))
+            return y, [tree_unflatten(list(leaves), tree_structure(stacked)) for leaves in steps], state
         outputs, states = [], []
         for x_t in x.unbind(1):  # not x[:, t]: a slice's backward writes a full-size gradient
             y, state = self.step(x_t, state)
             outputs.append(y)
             states.append(state)
         return torch.stack(outputs, dim=1), states, state
+
+    def step_and_state(self, x_t: Tensor, state: State):
+        """`step` whose output carries the new state too (for `run_steps` keeping states)."""
+        y, state = self.step(x_t, state)
+        return (y, state), state
 
     def extra_loss(self) -> Tensor | float:
         """Regularisers added to the task loss (e.g. SMANN's L1 mask penalty)."""

@@ -2,7 +2,8 @@
 
 ``Scan.__call__(step, inputs, state)`` runs ``step(*inputs_t, state) -> (output_t, state)`` for
 t = 0 … T−1 along the time axis (dim 1) of each tensor in ``inputs`` and returns the outputs
-stacked [B, T, ...] and the last state. ``step`` is a stable callable (a bound method), so that
+stacked [B, T, ...] (an output that is a tuple of tensors, such as a state, stacked leaf by leaf)
+and the last state. ``step`` is a stable callable (a bound method), so that
 its compiled graphs are built once per model.
 
 Eager (the default), it is a Python loop over ``unbind(1)``; not ``x[:, t]``, whose backward writes a
@@ -22,6 +23,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 # Inductor's C++ wrapper calls the generated kernels from C++ instead of Python: a step is tens of
 # tiny kernels, and the Python calls between them were half of the step's time.
@@ -34,7 +36,7 @@ def eager(step: Callable, inputs: tuple[Tensor, ...], state):
     for inputs_t in zip(*(x.unbind(1) for x in inputs)):
         output, state = step(*inputs_t, state)
         outputs.append(output)
-    return torch.stack(outputs, dim=1), state
+    return tree_map(lambda *steps: torch.stack(steps, dim=1), *outputs), state
 
 
 class Scan:
@@ -63,4 +65,4 @@ class Scan:
             for piece in pieces:  # whole chunks, then the last T mod steps steps one by one: two graphs
                 output, state = graph(piece, state)
                 outputs.append(output)
-        return torch.cat(outputs, dim=1), state
+        return tree_map(lambda *chunks: torch.cat(chunks, dim=1), *outputs), state

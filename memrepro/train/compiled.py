@@ -6,7 +6,8 @@ per sequence, 2-7x faster than TorchInductor's step; docs/benchmarks.md). Every 
 a time loop runs its loops (`memrepro.models.scan`) through TorchInductor graphs of
 ``compile_steps`` consecutive steps: the stacks of custom cells (constrained LSTM, JANET, NC and
 SMANN layer by layer) 8 steps per graph, whole-model steps (Skip RNN, stack-RNN, an NTM or DNC the
-kernels do not cover) one, unless ``compile_steps`` says otherwise. Models without a time loop of
+kernels do not cover) one, unless ``compile_steps`` says otherwise; a forward that keeps every
+state (the forcing trainers') gets them from the compiled loop too. Models without a time loop of
 their own (FFNN, the fused LSTM/GRU/RNN, NMN, whose loop carries no gradient) have nothing to
 compile. Inductor on CPU needs a C++ compiler. Each call returns one line saying which path it
 took, which the run prints.
