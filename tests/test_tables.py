@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_cli
 from memrepro.config import compose
-from memrepro.results.report import index, report
+from memrepro.results.report import index, not_run_line, report
 from memrepro.results.tables import load_paper
 
 FAST = ["scale=smoke", "trainer.progress=false", "plots=false", "threads=1"]
@@ -102,3 +102,10 @@ def test_a_table_whose_sweep_ran_some_cells_only_reports_the_others_as_not_run()
     assert table.loc["NTM copy bit errors, length 40", "ours_mean"] == 0.0
     assert table.loc["NTM parameters, copy", "ours_mean"] == 62260
     assert table.loc["LSTM copy bit errors, length 40", "verdict"] == "not run"  # its cell has no run yet
+
+
+def test_quick_runs_on_another_dataset_give_no_paper_scale_cost():
+    quick = {"scale": "quick", "steps_fraction": 0.1, "train_hours": 0.7}
+    assert "≈ 7 core-hours" in not_run_line("smann-2", [quick])
+    line = not_run_line("smann-2", [{**quick, "other_data": ["mnist_dataset = 'digits' (paper scale: 'mnist')"]}])
+    assert "core-hours" not in line and "another dataset (mnist_dataset = 'digits'" in line and line.endswith("`make table-smann-2 SCALE=paper`")

@@ -137,6 +137,9 @@ def not_run_line(paper_id: str, done: list[dict]) -> str:
     """What the index says of a scale not stored: the paper-scale cost, estimated from the quick
     runs' measured training time (their updates are the steps fraction of the paper's)."""
     quick = next((st for st in done if st["scale"] != "paper" and st.get("steps_fraction")), None)
+    if quick and quick.get("other_data"):  # another dataset's time per update says nothing of the paper's
+        return (f"paper scale not run; the {quick['scale']} runs trained on another dataset ({', '.join(quick['other_data'])}), "
+                f"so they do not give its cost (docs/benchmarks.md estimates it from measured figures): `make table-{paper_id} SCALE=paper`")
     if quick:
         hours = quick["train_hours"] / quick["steps_fraction"]
         return f"paper scale not run: ≈ {hours:.0f} core-hours (≈ {hours / 2:.0f} h on 2 cores), from the {quick['scale']} runs' time per update: `make table-{paper_id} SCALE=paper`"

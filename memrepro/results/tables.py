@@ -90,12 +90,17 @@ def likely_reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: flo
     return "; ".join([*(f"another dataset: {d}, numbers not comparable" for d in other_data), found])
 
 
+def other_datasets(differing: list[str]) -> list[str]:
+    """The header's differing settings that swap the data (e.g. the offline digits for MNIST)."""
+    return [d.replace("`", "") for d in differing if "dataset` =" in d]
+
+
 def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None, steps_fraction: float | None = None,
             differing: list[str] = ()) -> pd.DataFrame:
     """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict, and
     for a row that differs the evidence why. A forcing row whose term never acted is not a
     reproduction, whatever its number. ``differing``: the header's settings that differ."""
-    other_data = [d.replace("`", "") for d in differing if "dataset` =" in d]
+    other_data = other_datasets(differing)
     out = []
     tol = paper.get("tolerance", {})
     curves = pd.DataFrame() if curves is None else curves
@@ -261,6 +266,7 @@ def paper_report(runs: pd.DataFrame, curves: pd.DataFrame, paper: dict, out_dir:
     ran = table[~table["verdict"].isin(["literature value", "not run", "ours only"])]
     written["status"].write_text(json.dumps({
         "scale": meta["scale"], "run_minutes": run_minutes(runs), "train_hours": round(float(runs["train_seconds"].fillna(0).sum()) / 3600, 2), "steps_fraction": meta["steps_fraction"],
+        "other_data": other_datasets(meta["settings_that_differ"]),
         "rows_matching": int((ran["verdict"] == "✓ matches").sum()), "rows_run": len(ran), "rows": len(table),
         "claims_holding": sum(c["holds"] == "✓" for c in claims), "claims_checked": sum(not c["holds"].startswith("—") for c in claims),
     }, indent=2))
