@@ -60,7 +60,7 @@ class SequenceModel(nn.Module):
         if not keep_states:
             y, state = self.scan(self.step, (x,), state)
             return y, [], state
-        if self.scan.steps and torch.is_grad_enabled() and all(isinstance(leaf, Tensor) for leaf in tree_leaves(state)):
+        if self.scan.compiling and all(isinstance(leaf, Tensor) for leaf in tree_leaves(state)):
             # compiled training that wants every state (the forcing trainers): the states come out
             # of the scan stacked [B, T, ...] leaf by leaf, and are handed back one per step
             (y, stacked), state = self.scan(self.step_and_state, (x,), state)

@@ -53,8 +53,13 @@ class Scan:
         # entries would silently send a third model in one process (tests, benchmarks) back to eager.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
+    @property
+    def compiling(self) -> bool:
+        """Whether a call now runs the compiled graphs: compiled, and training (gradients on)."""
+        return bool(self.steps) and torch.is_grad_enabled()
+
     def __call__(self, step: Callable, inputs: tuple[Tensor, ...], state):
-        if not self.steps or not torch.is_grad_enabled():
+        if not self.compiling:
             return eager(step, inputs, state)
         if step not in self.graphs:
             self.graphs[step] = torch.compile(lambda inputs, state: eager(step, inputs, state), options=OPTIONS)
@@ -66,3 +71,14 @@ class Scan:
                 output, state = graph(piece, state)
                 outputs.append(output)
         return tree_map(lambda *chunks: torch.cat(chunks, dim=1), *outputs), state
+
+    def held(self, step: Callable, inputs_on: tuple[Tensor, ...], state, on: Tensor, initial: Tensor):
+        """The loop over the steps where the mask ``on`` [T] is set only (``inputs_on`` holds those
+        steps), for a step that leaves its state as it is where the mask is off: every step's
+        output [B, T, ...], each that of the latest mask-on step ≤ t (``initial`` before the
+        first), and the last state."""
+        held = initial.unsqueeze(1)
+        if on.any():
+            outputs, state = self(step, inputs_on, state)
+            held = torch.cat([held, outputs], dim=1)
+        return held[:, on.cumsum(0)], state

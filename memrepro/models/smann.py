@@ -137,11 +137,7 @@ class NC(SequenceModel):
             hs2, (h2, c2) = self.scan(self.layer2_step, (wx2, m_steps), (state.h2, state.c2))
         else:  # m_t = 0 leaves layer 2 as it is: run it on the mask-on steps only and hold its h in between
             on = m > 0.5
-            h2, c2, held = state.h2, state.c2, state.h2.unsqueeze(1)
-            if on.any():
-                hs2_on, (h2, c2) = self.scan(self.layer2_step, (wx2[:, on], m_steps[:, on]), (h2, c2))
-                held = torch.cat([held, hs2_on], dim=1)
-            hs2 = held[:, on.cumsum(0)]  # step t holds the h of the latest mask-on step ≤ t
+            hs2, (h2, c2) = self.scan.held(self.layer2_step, (wx2[:, on], m_steps[:, on]), (state.h2, state.c2), on, state.h2)
         self.last_steps = state.t + T
         return hs2, m, NCState(state.t + T, h1, c1, h2, c2)
 
@@ -224,13 +220,9 @@ class SMANN(NC):
         if state is None:
             state = self.initial_state(x.shape[0])
         hs2, m, _ = self.controller(x, NCState(*state[:5]))
-        on = m > 0.5
-        held = state.read.unsqueeze(1)
-        if on.any():  # the memory loop runs over the mask-on steps only
-            iface = self.interface(hs2[:, on])
-            reads, _ = self.scan(self.access, (iface, m[on].view(1, -1, 1)), (state.memory, state.read))
-            held = torch.cat([held, reads], dim=1)
-        reads = held[:, on.cumsum(0)]  # step t holds the read of the latest mask-on step ≤ t
+        on = m > 0.5  # the memory loop runs over the mask-on steps only
+        iface = self.interface(hs2[:, on])
+        reads, _ = self.scan.held(self.access, (iface, m[on].view(1, -1, 1)), (state.memory, state.read), on, state.read)
         return self.readout(self.dropout(torch.cat([hs2, reads], dim=-1)))
 
     def trace(self, state: SMANNState) -> dict[str, Tensor]:
