@@ -14,7 +14,7 @@ PARALLEL = $(if $(filter-out 1,$(SEEDS_PER_JOB)),trainer.parallel_seeds=$(SEEDS_
 RUN_ARGS ?= model=nmn task=extended_recall
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full bench tables report clean
+.PHONY: help install run test test-full bench tables report study-ntm-copy clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,6 +42,9 @@ test-full: install ## All tests, the slow learning tests included
 bench: install ## Throughput, parallel seeds, time-to-solve (BENCH_ARGS="--ref-ntm DIR --parallel"), then ms per update of every step-loop model beside fused nn.LSTM (MODELS_ARGS="--only smann-3"); docs/benchmarks.md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python scripts/bench_models.py $(MODELS_ARGS)
+
+study-ntm-copy: install ## What makes the NTM's copy generalise: 6 choices x 3 seeds into outputs/study/ntm_copy (JOBS=2; re-running skips finished runs); docs/models/ntm.md
+	BIN=$(BIN) bash scripts/study_ntm_copy.sh $(LAUNCHER)
 
 table-%: install ## Reproduce one paper table into outputs/tables/<id>/<scale> and the results store results/<id>/<scale>: make table-nmn-fig10 SCALE=quick JOBS=2 SEEDS_PER_JOB=3 ARGS='<overrides>' (re-running skips finished jobs)
 	@# the report is written even when a job failed; the target then fails with the sweep's status

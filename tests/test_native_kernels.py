@@ -33,6 +33,7 @@ def small_ntm(**kwargs) -> NTM:
     {"clip_value": 0.5},  # most interface values clipped: their gradients stop
     {"memory_init": "learned"},  # the gradient reaches the initial memory
     {"memory_init": "random", "memory_width": 37},
+    {"sharpening": False},  # γ = 1: its interface rows get no gradient
 ])
 def test_ntm_outputs_and_gradients_match_autograd(kwargs):
     assert_matches_autograd(small_ntm(**kwargs), ntm_native, torch.randn(3, 7, 5))

@@ -103,6 +103,18 @@ def test_ntm_memory_init_modes():
     assert learned.memory_init.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("sharpening", [True, False])
+def test_ntm_sharpening_off_makes_the_weights_independent_of_gamma(sharpening):
+    model = make(NTM, sharpening=sharpening)
+    x = torch.randn(2, 6, 5)
+    _, before = model(x, return_states=True)
+    gamma = sum(model.splits[:4])  # the interface rows of γ: after keys, β, g and s
+    with torch.no_grad():
+        model.interface.bias[gamma : gamma + model.splits[4]] += 5.0  # γ from ~1.7 to ~6
+    _, after = model(x, return_states=True)
+    assert torch.equal(before[-1].weights, after[-1].weights) != sharpening
+
+
 def test_ntm_feedforward_controller_and_clipping():
     model = make(NTM, controller="feedforward", clip_value=0.5)
     assert model.initial_state(2).controller == ()

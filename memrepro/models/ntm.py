@@ -58,6 +58,7 @@ class NTM(SequenceModel):
         shift_range: int = 1,
         memory_init: str = "random",
         clip_value: float | None = 20.0,
+        sharpening: bool = True,
     ):
         super().__init__(input_size, output_size)
         for name, value in (("memory_slots", memory_slots), ("memory_width", memory_width), ("read_heads", read_heads), ("write_heads", write_heads)):
@@ -70,6 +71,7 @@ class NTM(SequenceModel):
         check_clip(clip_value)
         self.slots, self.width, self.read_heads, self.write_heads = memory_slots, memory_width, read_heads, write_heads
         self.clip_value = clip_value
+        self.sharpening = sharpening  # false: γ = 1, eq. (9) leaves the shifted weighting as it is (a study setting)
         heads, shifts = read_heads + write_heads, 2 * shift_range + 1
         self.shifts = shifts
         # Interface layout: keys | β | g | s | γ for every head, then erase | add for write heads.
@@ -105,7 +107,7 @@ class NTM(SequenceModel):
             F.softplus(beta),
             torch.sigmoid(gate),
             torch.softmax(shift.view(batch, heads, -1), dim=-1),
-            mem.oneplus(gamma),
+            mem.oneplus(gamma) if self.sharpening else torch.ones_like(gamma),
         )
         reads = mem.read(state.memory, weights[:, : self.read_heads])
         memory = mem.erase_add_write(

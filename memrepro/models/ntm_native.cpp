@@ -32,12 +32,14 @@ inline float dot_rotated(const float* a, const float* b, int64_t n, int64_t offs
 struct Dims {
   int64_t B, T, I, C, N, W, R, H, Hw, S, O, P, Z;
   float clip;  // <= 0: no clipping
+  bool sharpen;  // false: gamma = 1 (eq. 9 off), its interface rows get no gradient
   // Interface offsets (ntm.py: keys | beta | gate | shift | gamma | erase | add).
   int64_t o_key = 0, o_beta = 0, o_gate = 0, o_shift = 0, o_gamma = 0, o_erase = 0, o_add = 0;
 };
 
-Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t H, int64_t S, int64_t O, double clip) {
-  Dims d{B, T, I, C, N, W, R, H, H - R, S, O, 0, I + R * W + C, static_cast<float>(clip)};
+Dims dims(int64_t B, int64_t T, int64_t I, int64_t C, int64_t N, int64_t W, int64_t R, int64_t H, int64_t S, int64_t O, double clip,
+          bool sharpen) {
+  Dims d{B, T, I, C, N, W, R, H, H - R, S, O, 0, I + R * W + C, static_cast<float>(clip), sharpen};
   d.o_key = 0; d.o_beta = H * W; d.o_gate = d.o_beta + H; d.o_shift = d.o_gate + H;
   d.o_gamma = d.o_shift + H * S; d.o_erase = d.o_gamma + H; d.o_add = d.o_erase + d.Hw * W;
   d.P = d.o_add + d.Hw * W;
@@ -52,7 +54,7 @@ void activate(const Dims& d, const float* raw, float* act) {
   for (int64_t h = 0; h < d.H; ++h) {
     act[d.o_beta + h] = softplus(act[d.o_beta + h]);
     act[d.o_gate + h] = sigmoid(act[d.o_gate + h]);
-    act[d.o_gamma + h] = 1.f + softplus(act[d.o_gamma + h]);
+    act[d.o_gamma + h] = d.sharpen ? 1.f + softplus(act[d.o_gamma + h]) : 1.f;
     softmax(act + d.o_shift + h * d.S, d.S);
   }
   at::vec::map([](Vec x) { return vsigmoid(x); }, act + d.o_erase, act + d.o_erase, d.Hw * d.W);
@@ -77,8 +79,8 @@ void address(const Dims& d, const float* key, float beta, float gate, const floa
 // Returns {y [B,T,O], h_T, c_T, M_T, r_T, w_T, saved...}.
 std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, at::Tensor M0, at::Tensor r0, at::Tensor w0,
                                     at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo, at::Tensor bo,
-                                    int64_t R, int64_t S, double clip) {
-  const Dims d = dims(x.size(0), x.size(1), x.size(2), h0.size(1), M0.size(1), M0.size(2), R, w0.size(1), S, Wo.size(0), clip);
+                                    int64_t R, int64_t S, double clip, bool sharpen) {
+  const Dims d = dims(x.size(0), x.size(1), x.size(2), h0.size(1), M0.size(1), M0.size(2), R, w0.size(1), S, Wo.size(0), clip, sharpen);
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
   static std::vector<at::Tensor> pool;  // the previous sequences' buffers, once released
@@ -152,10 +154,10 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
 
 // Gradients of a sequence's loss given dL/dy: {dh0, dc0, dM0, dr0, dw0, dWc, dbc, dWi, dbi, dWo, dbo}.
 std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> saved, at::Tensor Wc, at::Tensor Wi, at::Tensor Wo,
-                                     int64_t I, int64_t R, int64_t S, double clip) {
+                                     int64_t I, int64_t R, int64_t S, double clip, bool sharpen) {
   auto Z = saved[0], G = saved[1], Cs = saved[2], TC = saved[3], XI = saved[4], ACT = saved[5], Mem = saved[6], MN = saved[7],
        KN = saved[8], K = saved[9], WCt = saved[10], WG = saved[11], WS = saved[12], WT = saved[13], HR = saved[14], YP = saved[15];
-  const Dims d = dims(Z.size(1), Z.size(0), I, Cs.size(2), Mem.size(3), Mem.size(2), R, WT.size(2), S, Wo.size(0), clip);
+  const Dims d = dims(Z.size(1), Z.size(0), I, Cs.size(2), Mem.size(3), Mem.size(2), R, WT.size(2), S, Wo.size(0), clip, sharpen);
   const int64_t B = d.B, T = d.T, C = d.C, N = d.N, W = d.W, H = d.H, r = S / 2, RW = R * W, HR_ = C + RW;
   auto opt = Z.options();
 
@@ -251,7 +253,7 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
       for (int64_t h = 0; h < H; ++h) {
         da[d.o_beta + h] *= softplus_grad(clipped(raw[d.o_beta + h], d.clip));
         da[d.o_gate + h] *= a[d.o_gate + h] * (1.f - a[d.o_gate + h]);
-        da[d.o_gamma + h] *= softplus_grad(clipped(raw[d.o_gamma + h], d.clip));
+        da[d.o_gamma + h] *= d.sharpen ? softplus_grad(clipped(raw[d.o_gamma + h], d.clip)) : 0.f;
         softmax_backward(a + d.o_shift + h * S, da + d.o_shift + h * S, S);
       }
       at::vec::map2([](Vec y, Vec gr) { return gr * y * (Vec(1.f) - y); }, da + d.o_erase, a + d.o_erase, da + d.o_erase, d.Hw * W);

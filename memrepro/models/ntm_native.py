@@ -28,11 +28,11 @@ class NTMSequence(torch.autograd.Function):
     without gradients."""
 
     @staticmethod
-    def forward(ctx, x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads: int, shifts: int, clip: float):
-        y, *final_and_saved = extension().forward(x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads, shifts, clip)
+    def forward(ctx, x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads: int, shifts: int, clip: float, sharpen: bool):
+        y, *final_and_saved = extension().forward(x, h0, c0, memory0, reads0, weights0, Wc, bc, Wi, bi, Wo, bo, read_heads, shifts, clip, sharpen)
         final, ctx.buffers = final_and_saved[:5], final_and_saved[5:]
         ctx.save_for_backward(Wc, Wi, Wo)
-        ctx.sizes = (x.shape[-1], read_heads, shifts, clip)
+        ctx.sizes = (x.shape[-1], read_heads, shifts, clip, sharpen)
         ctx.mark_non_differentiable(*final)
         return (y, *final)
 
@@ -40,7 +40,7 @@ class NTMSequence(torch.autograd.Function):
     def backward(ctx, dy, *_):
         grads = extension().backward(dy.contiguous(), ctx.buffers, *ctx.saved_tensors, *ctx.sizes)
         ctx.buffers = None
-        return (None, *grads, None, None, None)
+        return (None, *grads, None, None, None, None)
 
 
 def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False):
@@ -57,6 +57,6 @@ def run_steps(model, eager_run, x: Tensor, state=None, keep_states: bool = False
     y, hT, cT, memory, reads, weights = NTMSequence.apply(
         x.contiguous(), h0, c0, start.memory, start.reads, start.weights, cell.weight, cell.bias,
         model.interface.weight, model.interface.bias, model.output.weight, model.output.bias,
-        model.read_heads, model.shifts, model.clip_value or 0.0,
+        model.read_heads, model.shifts, model.clip_value or 0.0, model.sharpening,
     )
     return y, [], NTMState(((hT, cT),), memory, reads, weights)
