@@ -9,7 +9,7 @@ import pytest
 from conftest import run_cli
 from memrepro.config import compose
 from memrepro.results.report import index, not_run_line, report
-from memrepro.results.tables import load_paper
+from memrepro.results.tables import load_paper, meta
 
 FAST = ["scale=smoke", "trainer.progress=false", "plots=false", "threads=1"]
 
@@ -109,3 +109,12 @@ def test_quick_runs_on_another_dataset_give_no_paper_scale_cost():
     assert "≈ 7 core-hours" in not_run_line("smann-2", [quick])
     line = not_run_line("smann-2", [{**quick, "other_data": ["mnist_dataset = 'digits' (paper scale: 'mnist')"]}])
     assert "core-hours" not in line and "another dataset (mnist_dataset = 'digits'" in line and line.endswith("`make table-smann-2 SCALE=paper`")
+
+
+def test_a_swapped_dataset_marks_only_the_tasks_that_read_it():
+    cell = ["+experiment/smann/model=lstm_128", "seed=0", "experiment=smann_1", "scale=quick", "mnist_dataset=digits"]
+    runs = pd.DataFrame({"task": ["seq_mnist", "add"], "commit": ["abc", "abc"], "started_at": [0.0, 0.0], "wall_seconds": [1.0, 1.0],
+                         "overrides": [[*cell, "+experiment/smann/task=mnist"], [*cell, "+experiment/smann/task=add"]]})
+    header = meta(runs, "smann-1", "quick", "smann_1")
+    assert header["other_data_by_task"] == {"seq_mnist": ["task.dataset = 'digits' (paper scale: 'mnist')"], "add": []}
+    assert "`task.dataset` = 'digits' (paper scale: 'mnist')" in header["settings_that_differ"]

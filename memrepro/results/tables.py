@@ -91,16 +91,18 @@ def likely_reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: flo
 
 
 def other_datasets(differing: list[str]) -> list[str]:
-    """The header's differing settings that swap the data (e.g. the offline digits for MNIST)."""
-    return [d.replace("`", "") for d in differing if "dataset` =" in d]
+    """The differing settings that swap a task's data (e.g. `task.dataset` = the offline digits
+    for MNIST; not the experiment-level value it is read from)."""
+    return [d.replace("`", "") for d in differing if d.startswith("`task.") and "dataset` =" in d]
 
 
 def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None, steps_fraction: float | None = None,
-            differing: list[str] = ()) -> pd.DataFrame:
+            other_data: dict[str, list[str]] | None = None) -> pd.DataFrame:
     """One row per paper row: ours (mean, std, n), the paper's value, difference, verdict, and
     for a row that differs the evidence why. A forcing row whose term never acted is not a
-    reproduction, whatever its number. ``differing``: the header's settings that differ."""
-    other_data = other_datasets(differing)
+    reproduction, whatever its number. ``other_data``: per task, the dataset settings that
+    differ from the paper's (key "*": every task)."""
+    other_data = other_data or {}
     out = []
     tol = paper.get("tolerance", {})
     curves = pd.DataFrame() if curves is None else curves
@@ -122,7 +124,7 @@ def compare(runs: pd.DataFrame, paper: dict, curves: pd.DataFrame | None = None,
             "diff": mean - row["value"] if row.get("value") is not None and not math.isnan(mean) else math.nan,
             "engaged": shares.mean() if len(shares) else math.nan,
             "verdict": "✗ not reproduced" if idle else v,
-            "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction, other_data) if v == "✗ differs" else "",
+            "likely reason": "forcing never engaged (its term acted in no update)" if idle else likely_reason(row, mine, curves, mean, steps_fraction, other_data.get(row.get("task"), other_data.get("*", []))) if v == "✗ differs" else "",
             "unit": row.get("unit", ""),
             "source": row.get("source", "") + (" (read off a figure)" if row.get("approx") else ""),
         })
@@ -213,19 +215,28 @@ def _day(timestamp: float) -> str:
 def meta(runs: pd.DataFrame, paper_id: str, scale: str, experiment: str | None) -> dict:
     """What a table's header says about its runs, computed once when the results are stored (the
     settings that differ come from composing the configs of the code that trained them)."""
-    diffs, steps = [], None
+    diffs, steps, other_data = [], None, {}
     if experiment:
-        ours = [o for o in runs["overrides"].iloc[0] if o.split("=", 1)[0].lstrip("+") not in NOT_SETTINGS]
         # an override shared by every run and not a cell choice was given on the command line
         given = set.intersection(*(set(o) for o in runs["overrides"])) if len(runs) > 1 else set()
-        paper_cell = [o for o in ours if o not in given or o.lstrip("+").startswith("experiment/")]
-        diffs = settings_that_differ(experiment, scale, ours, paper_cell)
+
+        def settings(cell: pd.DataFrame) -> list[str]:  # a cell's first run's overrides that change what it computes
+            return [o for o in cell["overrides"].iloc[0] if o.split("=", 1)[0].lstrip("+") not in NOT_SETTINGS]
+
+        def differing(ours: list[str]) -> list[str]:
+            return settings_that_differ(experiment, scale, ours, [o for o in ours if o not in given or o.lstrip("+").startswith("experiment/")])
+
+        by_task = {task: differing(settings(cell)) for task, cell in runs.groupby("task")}
+        diffs = list(dict.fromkeys(d for task_diffs in by_task.values() for d in task_diffs))
+        # a swapped dataset concerns only the tasks that read it (the digits for MNIST, not adding)
+        other_data = {task: other_datasets(task_diffs) for task, task_diffs in by_task.items()}
+        ours = settings(runs)
         steps = fraction("steps", compose([f"experiment={experiment}", *ours, f"scale={scale}"]))
     starts = runs["started_at"].dropna() if "started_at" in runs else pd.Series(dtype=float)
     ends = (runs["started_at"] + runs["wall_seconds"].fillna(0)).dropna() if len(starts) else starts
     return {
         "paper": paper_id, "scale": scale, "experiment": experiment, "steps_fraction": steps,
-        "settings_that_differ": diffs,
+        "settings_that_differ": diffs, "other_data_by_task": other_data,
         "commits": sorted(set(runs["commit"].dropna())) if "commit" in runs else [],
         "trained": f"{_day(starts.min())} to {_day(ends.max())}" if len(starts) and _day(starts.min()) != _day(ends.max()) else _day(starts.min()) if len(starts) else "date unknown",
     }
@@ -247,7 +258,9 @@ def header(paper: dict, runs: pd.DataFrame, meta: dict) -> list[str]:
 
 
 def paper_report(runs: pd.DataFrame, curves: pd.DataFrame, paper: dict, out_dir: Path, meta: dict) -> dict[str, Path]:
-    table = compare(runs, paper, curves, meta.get("steps_fraction"), meta.get("settings_that_differ", []))
+    # a table stored before the per-task record: its header's data swap stands for every row
+    other_data = meta.get("other_data_by_task") or {"*": other_datasets(meta.get("settings_that_differ", []))}
+    table = compare(runs, paper, curves, meta.get("steps_fraction"), other_data)
     claims = check_claims(table, paper)
     shown = display(table)
     tol = paper.get("tolerance", {})
@@ -266,7 +279,7 @@ def paper_report(runs: pd.DataFrame, curves: pd.DataFrame, paper: dict, out_dir:
     ran = table[~table["verdict"].isin(["literature value", "not run", "ours only"])]
     written["status"].write_text(json.dumps({
         "scale": meta["scale"], "run_minutes": run_minutes(runs), "train_hours": round(float(runs["train_seconds"].fillna(0).sum()) / 3600, 2), "steps_fraction": meta["steps_fraction"],
-        "other_data": other_datasets(meta["settings_that_differ"]),
+        "other_data": sorted({d for ds in other_data.values() for d in ds}),
         "rows_matching": int((ran["verdict"] == "✓ matches").sum()), "rows_run": len(ran), "rows": len(table),
         "claims_holding": sum(c["holds"] == "✓" for c in claims), "claims_checked": sum(not c["holds"].startswith("—") for c in claims),
     }, indent=2))
