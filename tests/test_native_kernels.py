@@ -52,6 +52,8 @@ def small_dnc(**kwargs) -> DNC:
     {"read_heads": 6},
     {"clip_value": 0.5},
     {"memory_width": 37},
+    {"controller": "gru"},  # mf-1, mf-2's controller
+    {"controller": "gru", "read_heads": 4, "clip_value": 0.5},
 ])
 def test_dnc_outputs_and_gradients_match_autograd(kwargs):
     """10 steps on 16 slots: allocation, links and retention all carry gradient. The final state is
@@ -128,15 +130,16 @@ def test_two_threads_split_the_batch_and_agree_with_one(make, kernel):
 
 def test_the_kernel_serves_only_what_it_computes():
     assert native.applies(small_ntm()) and native.applies(small_dnc())
-    assert not native.applies(small_ntm(controller="gru")) and not native.applies(small_dnc(controller="gru"))
+    assert native.applies(small_dnc(controller="gru")) and not native.applies(small_ntm(controller="gru"))
+    assert not native.applies(small_dnc(controller="feedforward")) and not native.applies(small_dnc(controller_layers=2))
     assert not native.applies(small_ntm(controller="lstm", controller_layers=2))
     model = small_ntm()
     compiled.compile_training_step(model)
     x = torch.randn(2, 4, 5)
     with torch.no_grad():  # evaluation runs the Python step loop (long sequences, big batches)
         assert model.run_steps(x)[0].grad_fn is None
-    y, states, _ = model.run_steps(x, keep_states=True)  # per-step states: the Python loop too
-    assert len(states) == 4 and type(y.grad_fn).__name__ != "NTMSequenceBackward"
+    y, states, _ = model.run_steps(x, keep_states=True)  # per-step states (forcing): the compiled step loop
+    assert len(states) == 4 and type(y.grad_fn).__name__ != "NTMSequenceBackward" and model.scan.graphs
     assert type(model(x).grad_fn).__name__ == "NTMSequenceBackward"
     x.requires_grad_(True)  # the kernels compute no input gradient: such calls run the Python loop
     assert type(model(x).grad_fn).__name__ != "NTMSequenceBackward"

@@ -1,6 +1,6 @@
 // A whole DNC sequence, forward and backward, as one native call each (memrepro.models.dnc_native).
 //
-// The same model as memrepro/models/dnc.py with a one-layer LSTM controller and one write head
+// The same model as memrepro/models/dnc.py with a one-layer LSTM or GRU controller and one write head
 // (Graves et al. 2016, Methods): retention and usage, sort-based allocation, write weighting,
 // erase/add write, temporal link matrix and precedence, forward/backward/content read modes.
 // The backward pass is derived by hand (docs/models/dnc.md, "Native kernel") and checked
@@ -234,17 +234,18 @@ Saved pointers(const std::vector<at::Tensor>& t) {  // t in the order dnc_forwar
 
 }  // namespace
 
-std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, at::Tensor Wi, at::Tensor bi, at::Tensor Wo,
-                                    at::Tensor bo, int64_t C, int64_t N, int64_t W, int64_t R, double clip) {
+// cw: the controller's weights (native_common.h, ControllerWeights).
+std::vector<at::Tensor> dnc_forward(at::Tensor x, ControllerWeights cw, at::Tensor Wi, at::Tensor bi, at::Tensor Wo, at::Tensor bo,
+                                    int64_t C, int64_t N, int64_t W, int64_t R, double clip) {
   const Dims d = dims(x.size(0), x.size(1), x.size(2), C, N, W, R, Wo.size(0), clip);
   const int64_t B = d.B, T = d.T, RW = R * W, HR_ = C + RW;
   auto opt = x.options();
   static std::vector<at::Tensor> pool;  // the previous sequences' buffers, once released
   std::vector<at::Tensor> t = {
       workspace(pool, 0, {T, B, d.Z}, opt),          // 0 Z: controller inputs [x, r_{t-1}, h_{t-1}]
-      workspace(pool, 1, {T, B, 4 * C}, opt),        // 1 G: gate activations
-      workspace(pool, 2, {T + 1, B, C}, opt),         // 2 Cs: cell states
-      workspace(pool, 3, {T, B, C}, opt),            // 3 TC: tanh(c_t)
+      workspace(pool, 1, {T, B, 4 * C}, opt),        // 1 G: gate activations (native_common.h)
+      workspace(pool, 2, {T + 1, B, C}, opt),         // 2 Cs: cell states (LSTM)
+      workspace(pool, 3, {T, B, C}, opt),            // 3 TC: tanh(c_t) (LSTM)
       workspace(pool, 4, {T, B, d.P}, opt),          // 4 XI: raw interface
       workspace(pool, 5, {T, B, d.P}, opt),          // 5 ACT: interface after activation
       workspace(pool, 6, {T + 1, B, W, N}, opt),     // 6 Mem: M_0 .. M_T, each [W, N] (native_common.h)
@@ -275,11 +276,11 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
   t[0].narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   const Saved v = pointers(t);
   const Links link{v.link, B, N * N, T / 2 + 1};
-  auto gates = at::empty({B, 4 * C}, opt);
+  auto gates = gate_scratch(cw, B, C, opt);
   auto HR = t[25], XI = t[4], Z = t[0];
 
   for (int64_t s = 0; s < T; ++s) {
-    controller_forward_step(s, C, Z, Wc, bc, Wi, bi, gates, t[1], t[2], t[3], HR, XI);
+    controller_forward_step(s, C, Z, cw, Wi, bi, gates, t[1], t[2], t[3], HR, XI);
     for_each_sequence(B, [&](int64_t b) {
       const int64_t sb = s * B + b, nb = sb + B;  // this step's and the next state's (t + 1) index
       float* a = v.act + sb * d.P;
@@ -366,8 +367,8 @@ std::vector<at::Tensor> dnc_forward(at::Tensor x, at::Tensor Wc, at::Tensor bc, 
   return t;
 }
 
-// Gradients of a sequence's loss given dL/dy: {dWc, dbc, dWi, dbi, dWo, dbo}.
-std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, at::Tensor Wc, at::Tensor Wi, at::Tensor Wo,
+// Gradients of a sequence's loss given dL/dy: {the controller's (as cw), dWi, dbi, dWo, dbo}.
+std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, ControllerWeights cw, at::Tensor Wi, at::Tensor Wo,
                                      int64_t I, int64_t R, double clip) {
   auto Z = t[0], XI = t[4], HR = t[25], YP = t[27];
   const int64_t T = Z.size(0), B = Z.size(1), C = t[2].size(2), W = t[6].size(2), N = t[6].size(3);
@@ -379,8 +380,8 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
 
   const auto out = outputs_backward(dy, YP, HR, Wo, d.clip);
   const float* dhr = out[0].data_ptr<float>();
-  auto dXI = at::empty({T, B, d.P}, opt), dGP = at::empty({T, B, 4 * C}, opt);
-  auto dh = at::empty({B, C}, opt), dZ = at::empty({B, d.Z}, opt);
+  auto dXI = at::empty({T, B, d.P}, opt), dh = at::empty({B, C}, opt);
+  auto [dGP, dZ] = controller_grad_buffers(cw, T, B, C, d.Z, opt);
   // Carried backwards, each dL/d(this state's value): step t+1's part on entry to step t.
   auto dc = at::zeros({B, C}, opt), dh_next = at::zeros({B, C}, opt), dr = at::zeros({B, RW}, opt);
   auto dM = at::zeros({B, W, N}, opt), dL = at::zeros({B, N, N}, opt), dp = at::zeros({B, N}, opt), du = at::zeros({B, N}, opt);
@@ -507,10 +508,12 @@ std::vector<at::Tensor> dnc_backward(at::Tensor dy, std::vector<at::Tensor> t, a
       for (int64_t q = 0; q < d.P; ++q)
         if (!passes(raw[q], d.clip)) da[q] = 0.f;
     });
-    controller_backward_step(s, I, C, out[0], dXI, Wi, Wc, t[1], t[2], t[3], dh, dc, dGP, dZ, dr, dh_next);
+    controller_backward_step(s, I, C, out[0], dXI, Wi, cw, Z, t[1], t[2], t[3], dh, dc, dGP, dZ, dr, dh_next);
   }
-  auto w = controller_weight_grads(dGP, Z, dXI, HR, C);
-  return {w[0], w[1], w[2], w[3], out[1], out[2]};
+  auto grads = controller_weight_grads(cw, dGP, Z, dXI, HR, C);
+  grads.push_back(out[1]);
+  grads.push_back(out[2]);
+  return grads;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -20,10 +20,14 @@ HERE = Path(__file__).parent
 HEADER = HERE / "native_common.h"
 
 
+CONTROLLERS = {"NTM": ("lstm",), "DNC": ("lstm", "gru")}  # the controller kinds each kernel computes
+
+
 def applies(model) -> bool:
-    """Whether a kernel computes `model` (an NTM or a DNC): a one-layer LSTM controller, float32 on CPU."""
+    """Whether a kernel computes `model` (an NTM or a DNC): a one-layer controller of a kind its
+    kernel covers (`CONTROLLERS`), float32 on CPU."""
     weight = model.output.weight
-    return (model.controller.kind == "lstm" and len(model.controller.layers) == 1
+    return (model.controller.kind in CONTROLLERS[type(model).__name__] and len(model.controller.layers) == 1
             and weight.device.type == "cpu" and weight.dtype == torch.float32)
 
 

@@ -1,5 +1,5 @@
 // Shared pieces of the native sequence kernels (ntm_native.cpp, dnc_native.cpp): SIMD helpers on
-// ATen's Vectorized<float> (masked tails, Sleef exp/log/tanh), the LSTM cell and the content
+// ATen's Vectorized<float> (masked tails, Sleef exp/log/tanh), the LSTM and GRU cells and the content
 // lookup (NTM eqs. 5-6, DNC's C(M, k, beta)), forward and backward.
 #pragma once
 #include <torch/extension.h>
@@ -98,7 +98,16 @@ inline at::Tensor workspace(std::vector<at::Tensor>& pool, size_t slot, at::IntA
   return flat.narrow(0, 0, numel).view(sizes);
 }
 
-// --- LSTM cell (controller.LSTMCell: gates i, f, o sigmoid, g tanh; c = f c + i g; h = o tanh c) ---
+// --- the controller: one LSTM or GRU layer (controller.LSTMCell, controller.GRUCell) -----------
+// Its weights: an LSTM's {W on [x, r_{t-1}, h_{t-1}], b}, or a GRU's {Wx on [x, r_{t-1}], bx,
+// Wh on h_{t-1}, bh}. Z[t] holds [x, r_{t-1}, h_{t-1}] for both (a GRU's recurrent input is its
+// last C columns). G[t] holds 4C floats per sequence: an LSTM's gate activations (i, f, o, g), or
+// a GRU's (r, z, n) and its recurrent candidate term (Wh h_{t-1} + bh)_n, which r multiplies.
+// Cs and TC (cell states, tanh c) are the LSTM's only.
+using ControllerWeights = std::vector<at::Tensor>;
+inline bool is_gru(const ControllerWeights& cw) { return cw.size() == 4; }
+
+// LSTM: gates i, f, o sigmoid, g tanh; c = f c + i g; h = o tanh c.
 inline void lstm_forward_row(int64_t C, const float* gp, const float* cprev, float* G, float* c, float* tc, float* h) {
   blocks(C, [&](int64_t j, int64_t n) {
     const Vec i_ = vsigmoid(Vec::loadu(gp + j, n)), f_ = vsigmoid(Vec::loadu(gp + C + j, n)),
@@ -123,19 +132,62 @@ inline void lstm_backward_row(int64_t C, const float* G, const float* cprev, con
   });
 }
 
+// GRU (PyTorch's form): r, z = sigmoid(gx + gh), n = tanh(gx_n + r gh_n), h = n + z (h_{t-1} - n),
+// with gx = Wx [x, r_{t-1}] + bx and gh = Wh h_{t-1} + bh.
+inline void gru_forward_row(int64_t C, const float* gx, const float* gh, const float* hprev, float* G, float* h) {
+  blocks(C, [&](int64_t j, int64_t n) {
+    const Vec r = vsigmoid(Vec::loadu(gx + j, n) + Vec::loadu(gh + j, n)),
+              z = vsigmoid(Vec::loadu(gx + C + j, n) + Vec::loadu(gh + C + j, n)), ghn = Vec::loadu(gh + 2 * C + j, n),
+              cand = at::vec::fmadd(r, ghn, Vec::loadu(gx + 2 * C + j, n)).tanh();
+    r.store(G + j, n); z.store(G + C + j, n); cand.store(G + 2 * C + j, n); ghn.store(G + 3 * C + j, n);
+    at::vec::fmadd(z, Vec::loadu(hprev + j, n) - cand, cand).store(h + j, n);
+  });
+}
+
+// dgx, dgh = dL/dgx, dL/dgh given dh = dL/dh_t; dh_prev = dh z, the direct path to h_{t-1} (the
+// caller adds the path through gh).
+inline void gru_backward_row(int64_t C, const float* G, const float* hprev, const float* dh, float* dgx, float* dgh, float* dh_prev) {
+  blocks(C, [&](int64_t j, int64_t n) {
+    const Vec r = Vec::loadu(G + j, n), z = Vec::loadu(G + C + j, n), cand = Vec::loadu(G + 2 * C + j, n),
+              ghn = Vec::loadu(G + 3 * C + j, n), dhv = Vec::loadu(dh + j, n), one(1.f);
+    const Vec dn = dhv * (one - z) * (one - cand * cand), dz = dhv * (Vec::loadu(hprev + j, n) - cand) * z * (one - z),
+              dr = dn * ghn * r * (one - r);
+    dr.store(dgx + j, n); dz.store(dgx + C + j, n); dn.store(dgx + 2 * C + j, n);
+    dr.store(dgh + j, n); dz.store(dgh + C + j, n); (dn * r).store(dgh + 2 * C + j, n);
+    (dhv * z).store(dh_prev + j, n);
+  });
+}
+
 // --- the controller and output layer around the memory (identical for NTM and DNC) -------------
-// Step t of the controller, forward: gates = [x, r_{t-1}, h_{t-1}] Wc^T + bc (Z[t]), the LSTM
-// cell (h_t into the first C columns of HR[t]), then the raw interface XI[t] = h_t Wi^T + bi.
-inline void controller_forward_step(int64_t t, int64_t C, const at::Tensor& Z, const at::Tensor& Wc, const at::Tensor& bc,
-                                    const at::Tensor& Wi, const at::Tensor& bi, at::Tensor& gates, const at::Tensor& G,
-                                    const at::Tensor& Cs, const at::Tensor& TC, const at::Tensor& HR, const at::Tensor& XI) {
-  const int64_t B = Z.size(1), HRW = HR.size(2);
-  at::addmm_out(gates, bc, Z[t], Wc.t());
-  const float* gp = gates.data_ptr<float>();
-  float *g = G.data_ptr<float>(), *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>(), *hr = HR.data_ptr<float>();
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t tb = t * B + b;
-    lstm_forward_row(C, gp + b * 4 * C, cs + tb * C, g + tb * 4 * C, cs + (tb + B) * C, tc + tb * C, hr + tb * HRW);
+// Scratch for one step's gate pre-activations: an LSTM's [B, 4C], a GRU's gx and gh [2, B, 3C].
+inline at::Tensor gate_scratch(const ControllerWeights& cw, int64_t B, int64_t C, const at::TensorOptions& opt) {
+  return is_gru(cw) ? at::empty({2, B, 3 * C}, opt) : at::empty({B, 4 * C}, opt);
+}
+
+// Step t of the controller, forward: its gate pre-activations from Z[t], the cell (h_t into the
+// first C columns of HR[t]), then the raw interface XI[t] = h_t Wi^T + bi.
+inline void controller_forward_step(int64_t t, int64_t C, const at::Tensor& Z, const ControllerWeights& cw, const at::Tensor& Wi,
+                                    const at::Tensor& bi, at::Tensor& gates, const at::Tensor& G, const at::Tensor& Cs,
+                                    const at::Tensor& TC, const at::Tensor& HR, const at::Tensor& XI) {
+  const int64_t B = Z.size(1), HRW = HR.size(2), ZW = Z.size(2);
+  float *g = G.data_ptr<float>(), *hr = HR.data_ptr<float>();
+  if (is_gru(cw)) {
+    auto gx = gates[0], gh = gates[1];
+    at::addmm_out(gx, cw[1], Z[t].narrow(1, 0, ZW - C), cw[0].t());
+    at::addmm_out(gh, cw[3], Z[t].narrow(1, ZW - C, C), cw[2].t());
+    const float *gxp = gx.data_ptr<float>(), *ghp = gh.data_ptr<float>(), *z = Z.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      gru_forward_row(C, gxp + b * 3 * C, ghp + b * 3 * C, z + tb * ZW + ZW - C, g + tb * 4 * C, hr + tb * HRW);
+    }
+  } else {
+    at::addmm_out(gates, cw[1], Z[t], cw[0].t());
+    const float* gp = gates.data_ptr<float>();
+    float *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      lstm_forward_row(C, gp + b * 4 * C, cs + tb * C, g + tb * 4 * C, cs + (tb + B) * C, tc + tb * C, hr + tb * HRW);
+    }
   }
   auto xi = XI[t];
   at::addmm_out(xi, bi, HR[t].narrow(1, 0, C), Wi.t());
@@ -159,32 +211,63 @@ inline std::vector<at::Tensor> outputs_backward(const at::Tensor& dy, const at::
           dYP.sum({0, 1})};
 }
 
+// The backward's buffers for the controller: {dGP, the gate pre-activation gradients of every step
+// (an LSTM's [T, B, 4C]; a GRU's of gx and of gh, [2, T, B, 3C]), dZ, one step's gradient of the
+// inputs its W (LSTM) or Wx (GRU) reads}.
+inline std::pair<at::Tensor, at::Tensor> controller_grad_buffers(const ControllerWeights& cw, int64_t T, int64_t B, int64_t C,
+                                                                 int64_t ZW, const at::TensorOptions& opt) {
+  if (is_gru(cw)) return {at::empty({2, T, B, 3 * C}, opt), at::empty({B, ZW - C}, opt)};
+  return {at::empty({T, B, 4 * C}, opt), at::empty({B, ZW}, opt)};
+}
+
 // Step t of the controller, backward, once the interface gradient dXI[t] is known: dh_t from the
-// output layer, step t+1's input and the interface; the LSTM cell (dc carried); then the input
-// gradient, whose columns give dL/dr_{t-1} (into dr) and dL/dh_{t-1} (into dh_next).
+// output layer, step t+1's input and the interface; the cell (an LSTM's dc carried); then the
+// input gradients: dL/dr_{t-1} (into dr) and dL/dh_{t-1} (into dh_next).
 inline void controller_backward_step(int64_t t, int64_t I, int64_t C, const at::Tensor& dHR, const at::Tensor& dXI, const at::Tensor& Wi,
-                                     const at::Tensor& Wc, const at::Tensor& G, const at::Tensor& Cs, const at::Tensor& TC, at::Tensor& dh,
-                                     at::Tensor& dc, const at::Tensor& dGP, at::Tensor& dZ, at::Tensor& dr, at::Tensor& dh_next) {
-  const int64_t B = dh.size(0), RW = dr.size(1);
+                                     const ControllerWeights& cw, const at::Tensor& Z, const at::Tensor& G, const at::Tensor& Cs,
+                                     const at::Tensor& TC, at::Tensor& dh, at::Tensor& dc, const at::Tensor& dGP, at::Tensor& dZ,
+                                     at::Tensor& dr, at::Tensor& dh_next) {
+  const int64_t B = dh.size(0), RW = dr.size(1), ZW = Z.size(2);
   at::add_out(dh, dHR[t].narrow(1, 0, C), dh_next);
   dh.addmm_(dXI[t], Wi);
-  const float *g = G.data_ptr<float>(), *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>(), *dhp = dh.data_ptr<float>();
+  const float *g = G.data_ptr<float>(), *dhp = dh.data_ptr<float>();
+  if (is_gru(cw)) {
+    auto dgx = dGP[0][t], dgh = dGP[1][t];
+    const float* z = Z.data_ptr<float>();
+    float *dgxp = dgx.data_ptr<float>(), *dghp = dgh.data_ptr<float>(), *dnp = dh_next.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t tb = t * B + b;
+      gru_backward_row(C, g + tb * 4 * C, z + tb * ZW + ZW - C, dhp + b * C, dgxp + b * 3 * C, dghp + b * 3 * C, dnp + b * C);
+    }
+    dh_next.addmm_(dgh, cw[2]);
+    at::mm_out(dZ, dgx, cw[0]);
+    dr.copy_(dZ.narrow(1, I, RW));
+    return;
+  }
+  const float *cs = Cs.data_ptr<float>(), *tc = TC.data_ptr<float>();
   float *dcp = dc.data_ptr<float>(), *dgp = dGP.data_ptr<float>();
   for (int64_t b = 0; b < B; ++b) {
     const int64_t tb = t * B + b;
     lstm_backward_row(C, g + tb * 4 * C, cs + tb * C, tc + tb * C, dhp + b * C, dcp + b * C, dgp + tb * 4 * C);
   }
-  at::mm_out(dZ, dGP[t], Wc);
+  at::mm_out(dZ, dGP[t], cw[0]);
   dr.copy_(dZ.narrow(1, I, RW));
   dh_next.copy_(dZ.narrow(1, I + RW, C));
 }
 
-// The controller's weight gradients, one product each over the whole sequence: {dWc, dbc, dWi, dbi}.
-inline std::vector<at::Tensor> controller_weight_grads(const at::Tensor& dGP, const at::Tensor& Z, const at::Tensor& dXI, const at::Tensor& HR,
-                                                       int64_t C) {
-  const int64_t TB = Z.size(0) * Z.size(1);
-  return {at::mm(dGP.view({TB, dGP.size(2)}).t(), Z.view({TB, Z.size(2)})), dGP.sum({0, 1}),
-          at::mm(dXI.view({TB, dXI.size(2)}).t(), HR.view({TB, HR.size(2)}).narrow(1, 0, C)), dXI.sum({0, 1})};
+// The controller's weight gradients (in the order of its weights), then the interface's {dWi,
+// dbi}: one product each over the whole sequence.
+inline std::vector<at::Tensor> controller_weight_grads(const ControllerWeights& cw, const at::Tensor& dGP, const at::Tensor& Z,
+                                                       const at::Tensor& dXI, const at::Tensor& HR, int64_t C) {
+  const int64_t TB = Z.size(0) * Z.size(1), ZW = Z.size(2);
+  const auto z = Z.view({TB, ZW});
+  auto dWi = at::mm(dXI.view({TB, dXI.size(2)}).t(), HR.view({TB, HR.size(2)}).narrow(1, 0, C)), dbi = dXI.sum({0, 1});
+  if (is_gru(cw)) {
+    const auto dgx = dGP[0].view({TB, 3 * C}), dgh = dGP[1].view({TB, 3 * C});
+    return {at::mm(dgx.t(), z.narrow(1, 0, ZW - C)), dgx.sum(0), at::mm(dgh.t(), z.narrow(1, ZW - C, C)), dgh.sum(0), dWi, dbi};
+  }
+  const auto dg = dGP.view({TB, dGP.size(2)});
+  return {at::mm(dg.t(), z), dg.sum(0), dWi, dbi};
 }
 
 // --- content lookup: K(i) = k . M(i) / max(|k| |M(i)|, eps), w = softmax(beta K) ---------------

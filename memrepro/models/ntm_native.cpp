@@ -99,7 +99,8 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
   auto WS = workspace(pool, 12, {T, B, H, N}, opt);      // shifted (eq. 8)
   auto WT = workspace(pool, 13, {T + 1, B, H, N}, opt);  // sharpened (eq. 9): w_0 .. w_T
   auto HR = workspace(pool, 14, {T, B, HR_}, opt);       // output layer's input [h_t, r_t]
-  auto gates = at::empty({B, 4 * C}, opt);
+  const ControllerWeights cw{Wc, bc};  // an LSTM's (native_common.h)
+  auto gates = gate_scratch(cw, B, C, opt);
   Cs[0].copy_(c0); Mem[0].copy_(M0.transpose(1, 2)); WT[0].copy_(w0);
   Z.narrow(2, 0, d.I).copy_(x.transpose(0, 1));
   Z[0].narrow(1, d.I, RW).copy_(r0.reshape({B, RW}));
@@ -109,7 +110,7 @@ std::vector<at::Tensor> ntm_forward(at::Tensor x, at::Tensor h0, at::Tensor c0, 
         *ws = WS.data_ptr<float>(), *wt = WT.data_ptr<float>(), *hr = HR.data_ptr<float>();
 
   for (int64_t t = 0; t < T; ++t) {
-    controller_forward_step(t, C, Z, Wc, bc, Wi, bi, gates, G, Cs, TC, HR, XI);
+    controller_forward_step(t, C, Z, cw, Wi, bi, gates, G, Cs, TC, HR, XI);
     for_each_sequence(B, [&](int64_t b) {
       const int64_t tb = t * B + b;
       float* a = act + tb * d.P;
@@ -164,7 +165,8 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
   const auto out = outputs_backward(dy, YP, HR, Wo, d.clip);
   const auto& dHR = out[0];
   auto dXI = at::empty({T, B, d.P}, opt);     // per step, for dWi in one product at the end
-  auto dGP = at::empty({T, B, 4 * C}, opt);   // gate pre-activation gradients, likewise for dWc
+  const ControllerWeights cw{Wc, at::Tensor()};  // an LSTM's; the backward reads no bias
+  auto [dGP, dZ] = controller_grad_buffers(cw, T, B, C, d.Z, opt);  // dGP per step, for dWc in one product
   auto dh = at::empty({B, C}, opt);
   auto dc = at::zeros({B, C}, opt);
   auto dM = at::zeros({B, W, N}, opt);         // dL/dM_t, carried backwards
@@ -173,7 +175,6 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
   auto dw = at::zeros({B, H, N}, opt);         // dL/dw_t from step t+1's interpolation
   auto scratch = at::empty({B, 3 * H + 1, N}, opt);  // fm, then per head: dws, dwg, dz (ddot)
   auto erased = at::empty({d.Hw > 1 ? B * N * W : 1}, opt);  // several write heads: M_{t-1} partly erased
-  auto dZ = at::empty({B, d.Z}, opt);
   const float *xi = XI.data_ptr<float>(), *act = ACT.data_ptr<float>(), *mem = Mem.data_ptr<float>(), *mn = MN.data_ptr<float>(), *kn = KN.data_ptr<float>(),
               *Kp = K.data_ptr<float>(), *wc = WCt.data_ptr<float>(), *wg = WG.data_ptr<float>(), *ws = WS.data_ptr<float>(),
               *wt = WT.data_ptr<float>(), *dhr = dHR.data_ptr<float>();
@@ -261,9 +262,9 @@ std::vector<at::Tensor> ntm_backward(at::Tensor dy, std::vector<at::Tensor> save
       for (int64_t p = 0; p < d.P; ++p)
         if (!passes(raw[p], d.clip)) da[p] = 0.f;
     });
-    controller_backward_step(t, I, C, dHR, dXI, Wi, Wc, G, Cs, TC, dh, dc, dGP, dZ, dr, dh_next);
+    controller_backward_step(t, I, C, dHR, dXI, Wi, cw, Z, G, Cs, TC, dh, dc, dGP, dZ, dr, dh_next);
   }
-  const auto w = controller_weight_grads(dGP, Z, dXI, HR, C);
+  const auto w = controller_weight_grads(cw, dGP, Z, dXI, HR, C);
   return {dh_next, dc, dM.transpose(1, 2).contiguous(), dr.view({B, R, W}), dw, w[0], w[1], w[2], w[3], out[1], out[2]};
 }
 

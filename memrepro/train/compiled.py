@@ -1,8 +1,10 @@
 """``compile=true``: the model's training sequences as native code.
 
-The NTM and the DNC with a one-layer LSTM controller on CPU run their hand-written sequence
-kernels (`memrepro.models.ntm_native`, `dnc_native`: one native call forward and one backward
-per sequence, 2-7x faster than TorchInductor's step; docs/benchmarks.md). Every other model with
+The NTM with a one-layer LSTM controller and the DNC with a one-layer LSTM or GRU controller on
+CPU run their hand-written sequence kernels (`memrepro.models.ntm_native`, `dnc_native`: one
+native call forward and one backward per sequence, 2-7x faster than TorchInductor's step;
+docs/benchmarks.md); their sequences whose every state a forcing trainer keeps go through
+TorchInductor, as below. Every other model with
 a time loop runs its loops (`memrepro.models.scan`) through TorchInductor graphs of
 ``compile_steps`` consecutive steps: the stacks of custom cells (constrained LSTM, JANET, NC and
 SMANN layer by layer) 8 steps per graph, whole-model steps (Skip RNN, stack-RNN, an NTM or DNC the
@@ -21,7 +23,7 @@ import sys
 
 from memrepro.errors import ConfigError
 from memrepro.models import dnc_native, ntm_native
-from memrepro.models.native import applies as native_scope, first_line
+from memrepro.models.native import CONTROLLERS as NATIVE_CONTROLLERS, applies as native_scope, first_line
 from memrepro.models.base import SequenceModel
 from memrepro.models.dnc import DNC
 from memrepro.models.ntm import NTM
@@ -41,14 +43,18 @@ def compile_training_step(model: SequenceModel, steps: int | None = None, native
     compiler = os.environ.get("CXX", "g++")
     if not (shutil.which(compiler) or shutil.which("c++") or shutil.which("clang++")):
         raise ConfigError(f"compile=true needs a C++ compiler for torch.compile on CPU ({compiler} not found); install one or leave compile=false")
-    if native and use_native_kernel(model):
-        return f"compile=true: {name} trains through its native C++ sequence kernel"
     steps = steps or model.compile_steps
+    # Compiled lazily, at a first call with gradients: beside a native kernel, only the training
+    # calls it leaves to the step loop (a forcing trainer's per-step states) compile.
     model.scan.compile(steps)
-    path = f"compile=true: {name} trains through TorchInductor, {steps} step(s) per graph"
+    inductor = f"TorchInductor, {steps} step(s) per graph"
+    if native and use_native_kernel(model):
+        return f"compile=true: {name} trains through its native C++ sequence kernel (sequences whose per-step states a forcing trainer keeps: {inductor})"
+    path = f"compile=true: {name} trains through {inductor}"
     if native and type(model) in NATIVE_KERNELS and not native_scope(model):
         c, w = model.controller, model.output.weight
-        path += f" (the native kernel covers a 1-layer LSTM controller in float32 on CPU; this one is {len(c.layers)}-layer {c.kind.upper()}, {w.dtype} on {w.device.type})"
+        kinds = " or ".join(k.upper() for k in NATIVE_CONTROLLERS[name])
+        path += f" (the native kernel covers a 1-layer {kinds} controller in float32 on CPU; this one is {len(c.layers)}-layer {c.kind.upper()}, {w.dtype} on {w.device.type})"
     return path
 
 
