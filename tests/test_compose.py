@@ -54,3 +54,14 @@ def test_the_chrono_t_max_follows_the_images(dataset, t_max):
 
     cfg = compose(["experiment=smann_1", "+experiment/smann/model=clstm_128", "+experiment/smann/task=mnist", f"mnist_dataset={dataset}"])
     assert cfg.model.t_max == t_max
+
+
+def test_an_experiment_sets_top_level_settings_and_the_command_line_wins():
+    """An experiment file's `compile: true` (mf-2, the SMANN and slides tables) must reach the run:
+    the primary config's own `compile: false` comes before the experiment, the command line after."""
+    from memrepro.config import compose
+
+    assert compose([]).compile is False
+    assert compose(["experiment=mf_2"]).compile is True
+    assert compose(["experiment=smann_3", "scale=paper"]).compile is True
+    assert compose(["experiment=mf_2", "compile=false"]).compile is False
