@@ -259,21 +259,43 @@ def test_memory_models_fold_and_match_sequential_runs(tmp_path, model_name):
 
 
 EXPECTED_STRATEGY = {"ntm": "vmap", "dnc": "fold", "stack_rnn": "fold", "nmn": "fold", "ffnn": "fold", "smann": "loop", "lstm": "loop",
-                     "skip_gru": "loop", "skip_lstm": "loop"}  # Skip RNNs: the budget loss reads the forward; NTM: its random memory differs per seed
+                     "skip_gru": "fold", "skip_lstm": "fold"}  # NTM: its random memory differs per seed
 
 
-def test_a_loss_that_reads_the_forward_trains_each_seed_on_its_own(tmp_path):
-    """Skip GRU's budget loss sums the updates of its latest forward: a shared (vmapped) forward
-    would leave them on one module and fail, or price every seed with the first one's updates."""
+@pytest.mark.parametrize("strategy", ["fold", "vmap"])
+def test_a_loss_that_reads_the_forward_trains_each_seed_on_its_own(tmp_path, monkeypatch, strategy):
+    """Skip GRU's budget loss sums the updates of its latest forward: a shared forward hands each
+    seed's model its own count (its rows of the folded batch, its slice of the vmapped outputs);
+    left on one module, every seed would be priced with one seed's updates, or fail."""
     from memrepro.models.skip_rnn import SkipGRU
 
-    small = lambda i, o, hidden_size: SkipGRU(i, o, hidden_size=hidden_size, budget=0.1, dropout=0.0)  # no RNG draws
-    seeds, task_kw = [0, 1], dict(eval_size=8)
+    if strategy == "vmap":  # as a model that cannot fold would run
+        monkeypatch.setattr(StackedForward, "_check_fold", lambda *a: (_ for _ in ()).throw(ValueError("no fold")))
+    def small(i, o, hidden_size):
+        model = SkipGRU(i, o, hidden_size=hidden_size, budget=0.1, dropout=0.0)  # no RNG draws
+        nn.init.constant_(model.update_prob.bias, -0.2)  # Δũ near 0.5: some steps skip, per sequence and seed
+        return model
+
+    seeds, task_kw = [0, 1], dict(lengths=(6, 6), eval_size=8)  # one length: no padding counted into the budget
     sequential(tmp_path, small, seeds, task_kw, steps=6)
     lanes, forward = parallel(tmp_path, small, seeds, task_kw, steps=6)
-    assert forward.strategy == "loop", forward.notes
+    assert forward.strategy == strategy, forward.notes
     for s in seeds:
-        pd.testing.assert_frame_equal(metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s), rtol=1e-4, atol=1e-5)
+        a, b = metrics(tmp_path, "seq", s), metrics(tmp_path, "par", s)
+        pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-5)
+    # each model gets its own count, which differs between these two (W_p drawn large: Δũ varies)
+    models = []
+    for s in seeds:
+        torch.manual_seed(s)
+        models.append(small(1, 1, 16))
+        nn.init.normal_(models[-1].update_prob.weight, std=3.0)
+    batches = [Delay(lengths=(12, 12)).sample(5, torch.Generator().manual_seed(s)) for s in seeds]
+    StackedForward.__call__(forward, models, batches)
+    stacked = [m.last_updates for m in models]
+    own = [(m(b.inputs), m.last_updates)[1] for m, b in zip(models, batches)]
+    for a, b in zip(stacked, own):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(own[0], own[1])
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")))

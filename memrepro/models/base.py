@@ -22,9 +22,10 @@ State = Any
 class SequenceModel(nn.Module):
     """Maps inputs [B, T, I] to outputs [B, T, O] (logits or values, per the task's output kind)."""
 
-    # True when `extra_loss` reads values the latest forward left on the module (Skip RNN's
-    # budget): parallel seeds must then run each seed's own forward (memrepro.train.stacked).
-    loss_reads_forward = False
+    # Attributes the latest forward leaves on the module for `extra_loss` and `diagnostics` (Skip
+    # RNN's update count): a forward stacked over seeds (memrepro.train.stacked) gives each seed's
+    # model its own share of them.
+    forward_values: tuple[str, ...] = ()
     # False for models whose gradients never pass through a Python time loop (fused or batched
     # operators only): compile=true has nothing to compile there.
     scans = True

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from memrepro.models.base import SequenceModel
+from memrepro.models.controller import GRUCell, LSTMCell
 from memrepro.models.recurrent import check_dropout
 from memrepro.tasks.base import check_positive
 
@@ -33,8 +34,9 @@ class SkipState(NamedTuple):
 
 class _SkipRNN(SequenceModel):
     compile_steps = 8  # compile=true: 8 steps per graph, 1.3-1.8x faster than one (docs/benchmarks.md, "Step-loop models")
-    cell: type[nn.RNNCellBase]
+    cell: type[nn.Module]  # written-out cells (memrepro.models.controller): vmap batches them, for parallel seeds
     state_parts: int  # tensors in one layer's state; the last one is what eq. (4) reads
+    forward_values = ("last_updates", "last_steps")  # what the budget loss and diagnostics read (SequenceModel)
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 32, num_layers: int = 2, dropout: float = 0.1,
                  budget: float = 1e-4):
@@ -53,10 +55,6 @@ class _SkipRNN(SequenceModel):
         self.last_updates: Tensor | None = None  # Σ_t u_t per sequence of the latest forward
         self.last_steps = 1
 
-    @staticmethod
-    def run_cell(cell: nn.Module, x_t: Tensor, layer: tuple) -> tuple:
-        raise NotImplementedError  # abstract: S(s_{t−1}, x_t) for one layer
-
     def initial_state(self, batch_size: int) -> SkipState:
         z = self.readout.weight.new_zeros(batch_size, self.hidden_size)
         ones = z.new_ones(batch_size, 1)
@@ -67,7 +65,7 @@ class _SkipRNN(SequenceModel):
         u = (u_tilde >= 0.5).to(u_tilde.dtype) + (u_tilde - u_tilde.detach())  # eq. (2), straight-through
         layers = []
         for cell, old in zip(self.cells, state.layers):
-            new = self.run_cell(cell, x_t, old)
+            new = cell([x_t], old)  # S(s_{t−1}, x_t) of eq. (3)
             x_t = new[0]  # upper layers read the candidate h, so a copied step changes nothing above
             layers.append(tuple(u * n + (1 - u) * o for n, o in zip(new, old)))  # eq. (3)
         delta = torch.sigmoid(self.update_prob(layers[-1][-1]))  # eq. (4)
@@ -79,8 +77,6 @@ class _SkipRNN(SequenceModel):
         y, states, state = self.run_steps(x, state, return_states)
         self.last_updates, self.last_steps = state.updates, x.shape[1]
         return (y, states) if return_states else y
-
-    loss_reads_forward = True  # the budget loss sums the latest forward's updates
 
     def extra_loss(self) -> Tensor | float:
         """λ Σ_t u_t, averaged over the sequences of the latest forward (Campos et al. §3.3)."""
@@ -97,9 +93,10 @@ class _SkipRNN(SequenceModel):
 
 
 class SkipLSTM(_SkipRNN):
-    """Skip RNN over LSTM cells (forget-gate bias 1, the authors' default); eq. (4) reads c."""
+    """Skip RNN over LSTM cells (forget-gate bias 1, the other biases 0: the authors' default);
+    eq. (4) reads c."""
 
-    cell = nn.LSTMCell
+    cell = LSTMCell
     state_parts = 2
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 32, num_layers: int = 2, dropout: float = 0.1,
@@ -108,21 +105,12 @@ class SkipLSTM(_SkipRNN):
         H = hidden_size
         with torch.no_grad():
             for cell in self.cells:
-                cell.bias_ih.zero_()
-                cell.bias_ih[H : 2 * H] = 1.0  # gates (i, f, g, o); biases summed: set one, zero the other
-                cell.bias_hh.zero_()
-
-    @staticmethod
-    def run_cell(cell, x_t, layer):
-        return cell(x_t, layer)
+                cell.bias.zero_()
+                cell.bias[H : 2 * H] = 1.0  # gates (i, f, o, g)
 
 
 class SkipGRU(_SkipRNN):
     """Skip RNN over GRU cells; eq. (4) reads h."""
 
-    cell = nn.GRUCell
+    cell = GRUCell
     state_parts = 1
-
-    @staticmethod
-    def run_cell(cell, x_t, layer):
-        return (cell(x_t, layer[0]),)

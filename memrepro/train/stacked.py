@@ -24,6 +24,12 @@ and why the others did not is kept in `StackedForward.notes`:
 Batches of different lengths (variable-length tasks, curricula) are padded at the end with
 unscored zero steps; a causal model's outputs on the real steps do not change, and each model's
 outputs are cut back to its own batch's length.
+
+What a model's forward leaves on the module for its loss (`SequenceModel.forward_values`: Skip
+RNN's update count for the budget loss) is handed to each seed's model after a stacked call: its
+rows of the folded batch, or its slice of the vmapped outputs. Over padded steps such a value
+counts the padding too (Skip RNN's budget: the updates on the zero steps), so on variable-length
+tasks those lanes differ from separate runs by that much.
 """
 from __future__ import annotations
 
@@ -65,15 +71,11 @@ class StackedForward:
     def __call__(self, models: list[nn.Module], batches: list[Batch]) -> list[Tensor]:
         if self.strategy is not None:
             return getattr(self, f"_{self.strategy}")(models, batches)
-        if getattr(models[0], "loss_reads_forward", False):  # a shared forward would leave it on one module
-            self.notes = {s: f"{type(models[0]).__name__}.extra_loss reads its own forward's values" for s in ("fold", "vmap")}
-            self.strategy = "loop"
-            return self._loop(models, batches)
         for strategy in ("fold", "vmap"):
             try:
-                outputs = getattr(self, f"_{strategy}")(models, batches)
                 if strategy == "fold":
                     self._check_fold(models, batches)
+                outputs = getattr(self, f"_{strategy}")(models, batches)
             except Exception as e:  # this strategy cannot run this model; try the next
                 self.notes[strategy] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 continue
@@ -94,6 +96,9 @@ class StackedForward:
         params = {name: p.as_subclass(SeedStacked) for name, p in self._stacked(models).items()}
         outputs = functional_call(models[0], params, (Batch.cat(batches).inputs,))
         B = len(batches[0])
+        values = forward_values(models[0])
+        for i, model in enumerate(models):  # seed i's rows of what the forward left
+            give(model, {name: v[i * B : (i + 1) * B] if isinstance(v, Tensor) else v for name, v in values.items()})
         return [outputs[i * B : (i + 1) * B, : b.inputs.shape[1]] for i, b in enumerate(batches)]
 
     def _check_fold(self, models, batches) -> None:
@@ -117,11 +122,25 @@ class StackedForward:
         buffers = {name: torch.stack(b) for name, *b in zip(dict(template.named_buffers()), *(m.buffers() for m in models))}
 
         def one(params, buffers, x):
-            return functional_call(template, (params, buffers), (x,))
+            y = functional_call(template, (params, buffers), (x,))
+            return y, {name: v for name, v in forward_values(template).items() if isinstance(v, Tensor)}
 
-        outputs = torch.vmap(one, randomness="different")(self._stacked(models), buffers, inputs)
+        outputs, tensors = torch.vmap(one, randomness="different")(self._stacked(models), buffers, inputs)
+        others = {name: v for name, v in forward_values(template).items() if not isinstance(v, Tensor)}
+        for i, model in enumerate(models):  # seed i's slice; the template's own held vmap's batched values
+            give(model, {**others, **{name: v[i] for name, v in tensors.items()}})
         return [y[:, : b.inputs.shape[1]] for y, b in zip(outputs, batches)]
 
     @staticmethod
     def _loop(models, batches) -> list[Tensor]:
         return [m(b.inputs) for m, b in zip(models, batches)]
+
+
+def forward_values(model: nn.Module) -> dict:
+    """What the latest forward left on ``model`` for its loss (`SequenceModel.forward_values`)."""
+    return {name: getattr(model, name) for name in getattr(model, "forward_values", ())}
+
+
+def give(model: nn.Module, values: dict) -> None:
+    for name, value in values.items():
+        setattr(model, name, value)
