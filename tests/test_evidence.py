@@ -64,3 +64,16 @@ def test_a_forcing_row_whose_term_never_acted_is_not_a_match():
     assert table["verdict"].tolist() == ["✗ not reproduced"] and "forcing never engaged" in table["likely reason"].iloc[0]
     table = compare(runs.assign(forcing_engaged=[0.2, 0.0]), paper)
     assert table["verdict"].tolist() == ["✓ matches"]
+
+
+def test_seeds_that_learnt_and_lost_it_on_a_rows_stand_in_curve():
+    # the metric (a share counted in training) has no curve; the row names the evaluated one
+    runs = runs_of(train_correct_fraction=[0.0, 0.1, 0.0]).assign(output_kind="bits", output_size=6)
+    curves = pd.concat([curve([20.0, 35.0, 36.0, 36.0], "eval_bit_errors", ["r0"]),
+                        curve([20.0, 0.2, 30.0, 34.0], "eval_bit_errors", ["r1"]),
+                        curve([36.0, 35.0, 36.0, 36.0], "eval_bit_errors", ["r2"])])
+    row = {"label": "MF", "metric": "train_correct_fraction", "curve": "eval_bit_errors"}
+    why = reason(row, runs, curves, 0.033, 0.5, 1.0)
+    # r0: best 20, last 36; r1: best 0.2, last 34; r2 never learnt (best 35 of last 36)
+    assert "worse at the end than at its best in 2 of 3 seeds (eval_bit_errors best 10.1, last 35, mean of those seeds)" in why
+    assert "eval_bit_errors" not in reason({**row, "curve": None}, runs, curves, 0.033, 0.5, 1.0)

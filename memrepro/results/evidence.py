@@ -1,6 +1,6 @@
 """Why a reproduced row differs from the paper's, read off the runs' own data: at the task's chance
 or memoryless baseline, a published value below the task's Bayes error (all logged by the tasks), a forcing term that never acted, a curve
-still falling at the end or flat, diverged runs — and a named setting that differs (the paper
+still falling at the end or flat, seeds that lost what they had learnt, diverged runs — and a named setting that differs (the paper
 yaml's ``note``). Every metric is lower-is-better."""
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pandas as pd
 CHANCE_MARGIN = 0.02  # an error within this of chance is "at chance"
 BASELINE_MARGIN = 0.97  # a loss above 97 % of the memoryless baseline has not beaten it
 TREND = 0.05  # a relative change over the last quarter of the evaluations beyond which a curve moves
+LOST = 0.25  # a seed that gave back this share of what it had learnt (best vs worst evaluation) lost it ...
+FELL_BACK = 0.6  # ... if its best is also below this share of its last (not noise on a curve that never moved)
 
 
 def curve_metric(metric: str, curves: pd.DataFrame) -> str | None:
@@ -28,6 +30,19 @@ def trend(curves: pd.DataFrame, column: str) -> tuple[float, int] | None:
     k = max(3, math.ceil(len(mean) / 4))
     start, end = mean.iloc[-k], mean.iloc[-1]
     return (end - start) / abs(start) if start else 0.0, k
+
+
+def fell_back(curves: pd.DataFrame, column: str) -> str | None:
+    """Seeds that learnt and then lost it: their last evaluation gave back at least a quarter of
+    the way from their worst to their best (noise around a learnt value gives back next to none),
+    and their best is well below their last (noise on a flat curve is not learning)."""
+    per_run = curves.dropna(subset=[column]).sort_values("step").groupby("run_dir")[column]
+    best, worst, last = per_run.min(), per_run.max(), per_run.last()
+    lost = last.index[(last - best > 0) & (last - best >= LOST * (worst - best)) & (best < FELL_BACK * last)]
+    if not len(lost):
+        return None
+    return (f"worse at the end than at its best in {len(lost)} of {len(last)} seeds "
+            f"({column} best {best[lost].mean():.3g}, last {last[lost].mean():.3g}, mean of those seeds)")
 
 
 def chance_error(runs: pd.DataFrame, metric: str) -> float | None:
@@ -78,7 +93,10 @@ def reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, pap
     if "lessons" in runs and (runs["lessons"].fillna(1) > 1).any():
         reached = runs["lesson"].astype(int).tolist()
         found.append(f"curriculum lessons reached {reached} of 0–{int(runs['lessons'].max()) - 1} (evaluated at the last)")
-    column = curve_metric(metric, curves) if not curves.empty else None
+    column = (curve_metric(metric, curves) or row.get("curve")) if not curves.empty else None
+    column = column if column in curves else None
+    if column and (lost := fell_back(curves, column)):
+        found.append(lost)
     moved = trend(curves, column) if column else None
     if moved:
         change, k = moved
