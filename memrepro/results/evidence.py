@@ -15,11 +15,12 @@ LOST = 0.25  # a seed that gave back this share of what it had learnt (best vs w
 FELL_BACK = 0.6  # ... if its best is also below this share of its last (not noise on a curve that never moved)
 
 
-def curve_metric(metric: str, curves: pd.DataFrame) -> str | None:
+def curve_metric(metric: str, curves: pd.DataFrame, stand_in: str | None = None) -> str | None:
     """The evaluated curve of a final metric: test metrics are final only, so their validation
-    (or evaluation) curve stands in."""
+    (or evaluation) curve stands in; a metric with neither (a count over training) may name its
+    own (the paper row's ``curve``)."""
     base = metric.removeprefix("test_")
-    return next((c for c in (metric, f"val_{base}", f"eval_{base}") if c in curves), None)
+    return next((c for c in (metric, f"val_{base}", f"eval_{base}", stand_in) if c in curves), None)
 
 
 def trend(curves: pd.DataFrame, column: str) -> tuple[float, int] | None:
@@ -38,7 +39,7 @@ def fell_back(curves: pd.DataFrame, column: str) -> str | None:
     and their best is well below their last (noise on a flat curve is not learning)."""
     per_run = curves.dropna(subset=[column]).sort_values("step").groupby("run_dir")[column]
     best, worst, last = per_run.min(), per_run.max(), per_run.last()
-    lost = last.index[(last - best > 0) & (last - best >= LOST * (worst - best)) & (best < FELL_BACK * last)]
+    lost = last.index[(best < FELL_BACK * last) & (last - best >= LOST * (worst - best))]
     if not len(lost):
         return None
     return (f"worse at the end than at its best in {len(lost)} of {len(last)} seeds "
@@ -93,8 +94,7 @@ def reason(row: dict, runs: pd.DataFrame, curves: pd.DataFrame, ours: float, pap
     if "lessons" in runs and (runs["lessons"].fillna(1) > 1).any():
         reached = runs["lesson"].astype(int).tolist()
         found.append(f"curriculum lessons reached {reached} of 0–{int(runs['lessons'].max()) - 1} (evaluated at the last)")
-    column = (curve_metric(metric, curves) or row.get("curve")) if not curves.empty else None
-    column = column if column in curves else None
+    column = curve_metric(metric, curves, row.get("curve"))
     if column and (lost := fell_back(curves, column)):
         found.append(lost)
     moved = trend(curves, column) if column else None
